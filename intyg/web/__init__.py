@@ -1,0 +1,1 @@
+"""Shared service plumbing: settings, database, errors, eID login, base templates."""

@@ -1,0 +1,1 @@
+"""Cloud holder wallet service. Built in issue 4."""
