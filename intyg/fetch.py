@@ -1,0 +1,41 @@
+"""The shape of an outbound fetch, as the core sees it.
+
+The core never opens a connection. A resolver that needs a document (did:web DID
+documents, JWT VC issuer metadata, status list tokens, type metadata) takes a :data:`Fetch`
+function; the services pass their one guarded HTTP client (https only outside development,
+no private targets, size and time limits, no cross-host redirects), tests pass a dict.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+
+class FetchError(Exception):
+    """The document could not be retrieved (network, status, size, time, policy)."""
+
+
+@dataclass(frozen=True)
+class FetchResponse:
+    """What a fetch returns: only 2xx responses become a FetchResponse."""
+
+    body: bytes
+    content_type: str = "application/json"
+
+
+#: ``fetch(url, accept)`` returns the 2xx response or raises :class:`FetchError`.
+Fetch = Callable[[str, str], FetchResponse]
+
+
+def fetch_from_mapping(documents: Mapping[str, bytes | FetchResponse]) -> Fetch:
+    """A :data:`Fetch` over fixed documents, for tests and offline tools."""
+
+    def fetch(url: str, accept: str) -> FetchResponse:
+        try:
+            document = documents[url]
+        except KeyError:
+            raise FetchError(f"not found: {url}") from None
+        return document if isinstance(document, FetchResponse) else FetchResponse(document)
+
+    return fetch
