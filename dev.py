@@ -30,7 +30,7 @@ def _inputs_digest() -> str:
 
 def ensure_environment() -> None:
     """Create the virtual environment and install intyg with its pinned dependencies."""
-    if sys.version_info < (3, 11):
+    if sys.version_info < (3, 11):  # noqa: UP036 - this file must speak to old Pythons
         sys.exit(f"intyg needs Python 3.11 or newer; this is {sys.version.split()[0]}")
     if not (BIN / "python").exists():
         print("Creating .venv ...", flush=True)

@@ -359,10 +359,12 @@ def encode_jws(
     if header:
         full_header.update(header)
         full_header["alg"] = key.alg
-    body = payload if isinstance(payload, bytes) else strict_json.dumps(payload).encode("utf-8")
-    signing_input = (
-        b64url_encode(strict_json.dumps(full_header).encode("utf-8")) + "." + b64url_encode(body)
-    ).encode("ascii")
+    try:
+        body = payload if isinstance(payload, bytes) else strict_json.dumps(payload).encode()
+        header_bytes = strict_json.dumps(full_header).encode()
+    except UnicodeEncodeError as exc:
+        raise JoseError("header or payload is not valid Unicode") from exc
+    signing_input = (b64url_encode(header_bytes) + "." + b64url_encode(body)).encode("ascii")
     return signing_input.decode("ascii") + "." + b64url_encode(key.sign(signing_input))
 
 
