@@ -13,15 +13,13 @@ before any base64 decoding (T013); base64url must be strict (T014); JSON is pars
 
 from __future__ import annotations
 
-import base64
 import binascii
 import hashlib
-import re
 import time
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
@@ -46,7 +44,10 @@ DEFAULT_LEEWAY_SECONDS = 60
 MAX_NUMERIC_DATE = 10_000_000_000
 
 _PRIVATE_JWK_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
-_B64URL = re.compile(r"[A-Za-z0-9_-]*")
+_B64URL_TO_STD = bytes.maketrans(b"-_+/=", b"+/!!!")
+_STD_TO_B64URL = bytes.maketrans(b"+/", b"-_")
+_B64_PADDING = (b"", b"", b"==", b"=")
+_ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
 _THUMBPRINT_MEMBERS = {
     "EC": ("crv", "kty", "x", "y"),
     "OKP": ("crv", "kty", "x"),
@@ -64,16 +65,19 @@ class JoseError(ValueError):
 
 def b64url_encode(data: bytes) -> str:
     """Base64url without padding."""
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+    return binascii.b2a_base64(data, newline=False).translate(_STD_TO_B64URL, b"=").decode()
 
 
 def b64url_decode(text: str) -> bytes:
-    """Strict base64url: URL-safe alphabet only, no padding, no whitespace (T014)."""
-    if not isinstance(text, str) or not _B64URL.fullmatch(text) or len(text) % 4 == 1:
-        raise JoseError("malformed base64url")
+    """Strict base64url: URL-safe alphabet only, no padding, no whitespace (T014).
+
+    The standard-alphabet characters ``+ / =`` are mapped to ``!`` so that binascii's
+    strict mode refuses them together with everything else outside the alphabet.
+    """
     try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    except (binascii.Error, ValueError) as exc:
+        raw = text.encode("ascii").translate(_B64URL_TO_STD)
+        return binascii.a2b_base64(raw + _B64_PADDING[len(raw) % 4], strict_mode=True)
+    except (AttributeError, UnicodeEncodeError, binascii.Error, ValueError) as exc:
         raise JoseError("malformed base64url") from exc
 
 
@@ -139,7 +143,7 @@ class Key:
         if self.private_key is None:
             raise JoseError("no private key to sign with")
         if isinstance(self.private_key, ec.EllipticCurvePrivateKey):
-            der = self.private_key.sign(data, ec.ECDSA(hashes.SHA256()))
+            der = self.private_key.sign(data, _ECDSA_SHA256)
             r, s = decode_dss_signature(der)
             return r.to_bytes(32, "big") + s.to_bytes(32, "big")
         return self.private_key.sign(data)
@@ -153,7 +157,7 @@ class Key:
                 der = encode_dss_signature(
                     int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
                 )
-                self.public_key.verify(der, data, ec.ECDSA(hashes.SHA256()))
+                self.public_key.verify(der, data, _ECDSA_SHA256)
             else:
                 self.public_key.verify(signature, data)
         except InvalidSignature:
@@ -324,26 +328,26 @@ def jwk_thumbprint_uri(jwk: Mapping[str, Any]) -> str:
 # -- compact JWS (RFC 7515 §3.1, §5) -------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class CompactJWS:
-    """A parsed, not yet verified, compact JWS."""
+class CompactJWS(NamedTuple):
+    """A parsed, not yet verified, compact JWS (a NamedTuple: cheap to build, immutable)."""
 
     header: dict[str, Any]
     payload_segment: str
     signing_input: bytes
     signature: bytes
+    payload: bytes
 
     @property
     def alg(self) -> str:
         return self.header["alg"]
 
     def payload_bytes(self) -> bytes:
-        return b64url_decode(self.payload_segment)
+        return self.payload
 
     def claims(self) -> dict[str, Any]:
         """The payload as a JSON object (RFC 7519 §7.2 step 10)."""
         try:
-            claims = strict_json.loads(self.payload_bytes(), max_bytes=MAX_TOKEN_BYTES * 16)
+            claims = strict_json.loads(self.payload, max_bytes=MAX_TOKEN_BYTES * 16)
         except strict_json.StrictJSONError as exc:
             raise JoseError(f"JWT payload: {exc}") from exc
         if not isinstance(claims, dict):
@@ -386,12 +390,12 @@ def parse_jws(token: str, *, max_bytes: int = MAX_TOKEN_BYTES) -> CompactJWS:
         raise JoseError(f"JWS header: {exc}") from exc
     if not isinstance(header, dict) or not isinstance(header.get("alg"), str):
         raise JoseError("JWS header must be an object with a string alg")
-    b64url_decode(payload_segment)
     return CompactJWS(
         header=header,
         payload_segment=payload_segment,
         signing_input=f"{header_segment}.{payload_segment}".encode("ascii"),
         signature=b64url_decode(signature_segment),
+        payload=b64url_decode(payload_segment),
     )
 
 

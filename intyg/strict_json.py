@@ -62,6 +62,8 @@ _DECODER = json.JSONDecoder(
     parse_float=_parse_float,
     parse_constant=_reject_constant,
 )
+# The C scanner itself: json.JSONDecoder.raw_decode only adds a Python frame around it.
+_SCAN_ONCE = _DECODER.scan_once
 
 
 def depth(value: Any) -> int:
@@ -93,18 +95,19 @@ def loads(data: str | bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Any:
             data = data.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise StrictJSONError("JSON text is not valid UTF-8") from exc
-    data = data.lstrip(" \t\r\n")
+    start = len(data) - len(data.lstrip(" \t\r\n"))
     try:
-        value, end = _DECODER.raw_decode(data)
+        value, end = _SCAN_ONCE(data, start)
     except RecursionError as exc:
         raise StrictJSONError(f"JSON nested deeper than {MAX_DEPTH} levels") from exc
     except StrictJSONError:
         raise
-    except (ValueError, TypeError) as exc:
+    except (StopIteration, ValueError, TypeError) as exc:
         raise StrictJSONError("malformed JSON") from exc
-    if data[end:].strip(" \t\r\n"):
+    if end != len(data) and data[end:].strip(" \t\r\n"):
         raise StrictJSONError("trailing data after JSON value")
-    if depth(value) > MAX_DEPTH:
+    # Every nesting level opens a bracket, so few brackets prove shallow nesting cheaply.
+    if data.count("[") + data.count("{") > MAX_DEPTH and depth(value) > MAX_DEPTH:
         raise StrictJSONError(f"JSON nested deeper than {MAX_DEPTH} levels")
     if "\\u" in data:
         _reject_escaped_controls(value)
@@ -130,6 +133,9 @@ def _reject_escaped_controls(value: Any) -> None:
                 raise StrictJSONError("lone surrogate in a string") from exc
 
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+
 def dumps(value: Any) -> str:
     """Compact JSON for signing: no whitespace, UTF-8 characters kept as they are."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return _ENCODER.encode(value)
