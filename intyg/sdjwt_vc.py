@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from intyg import jose, sdjwt, strict_json
+from intyg import did, jose, sdjwt, status, strict_json
 from intyg.fetch import Fetch, FetchError
 
 SD_JWT_VC_TYP = "dc+sd-jwt"
@@ -126,8 +126,6 @@ def _check_plain_claims(claims: Mapping[str, Any]) -> Any:
             raise SDJWTVCError(str(exc)) from exc
     if "status" not in claims:
         return None
-    from intyg import status  # lazy: written alongside this module
-
     try:
         return status.parse_status_reference(claims["status"])
     except ValueError as exc:
@@ -304,11 +302,7 @@ class DIDKeyResolver:
         did_url = iss + kid if kid.startswith("#") else kid
         if not did_url.startswith(iss + "#"):
             raise SDJWTVCError("kid must be a verification method of the iss DID")
-        resolve = self.resolve_verification_key
-        if resolve is None:
-            from intyg import did  # lazy: written alongside this module
-
-            resolve = did.resolve_verification_key
+        resolve = self.resolve_verification_key or did.resolve_verification_key
         try:
             return resolve(did_url, self.fetch)
         except SDJWTVCError:

@@ -20,6 +20,7 @@ from typing import Any
 MAX_DEPTH = 64
 MAX_INT_DIGITS = 40
 DEFAULT_MAX_BYTES = 1_000_000
+_WHITESPACE = " \t\r\n"  # RFC 8259 §2 insignificant whitespace
 
 
 class StrictJSONError(ValueError):
@@ -95,7 +96,7 @@ def loads(data: str | bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Any:
             data = data.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise StrictJSONError("JSON text is not valid UTF-8") from exc
-    start = len(data) - len(data.lstrip(" \t\r\n"))
+    start = 0 if data[:1] not in _WHITESPACE else len(data) - len(data.lstrip(_WHITESPACE))
     try:
         value, end = _SCAN_ONCE(data, start)
     except RecursionError as exc:
@@ -104,10 +105,14 @@ def loads(data: str | bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Any:
         raise
     except (StopIteration, ValueError, TypeError) as exc:
         raise StrictJSONError("malformed JSON") from exc
-    if end != len(data) and data[end:].strip(" \t\r\n"):
+    if end != len(data) and data[end:].strip(_WHITESPACE):
         raise StrictJSONError("trailing data after JSON value")
     # Every nesting level opens a bracket, so few brackets prove shallow nesting cheaply.
-    if data.count("[") + data.count("{") > MAX_DEPTH and depth(value) > MAX_DEPTH:
+    if (
+        len(data) > MAX_DEPTH
+        and data.count("[") + data.count("{") > MAX_DEPTH
+        and depth(value) > MAX_DEPTH
+    ):
         raise StrictJSONError(f"JSON nested deeper than {MAX_DEPTH} levels")
     if "\\u" in data:
         _reject_escaped_controls(value)

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
-from intyg import jose
+from intyg import jose, status
 
 if TYPE_CHECKING:
     from intyg.status import BitstringStatusEntry
@@ -261,8 +261,6 @@ def status_entries(credential: Mapping[str, Any]) -> list[BitstringStatusEntry]:
     """
     if "credentialStatus" not in credential:
         return []
-    from intyg import status  # lazy: status imports nothing from here, but loads on demand
-
     parsed = []
     for entry in _objects(credential["credentialStatus"], "credentialStatus"):
         if not isinstance(entry.get("type"), str) or not entry["type"]:
