@@ -184,6 +184,21 @@ def key_from_jwk(jwk: Mapping[str, Any], *, allow_private: bool = False) -> Key:
     is refused unless ``allow_private`` (T008: a proof header must not hold a private key);
     when allowed, the private part must match the public part.
     """
+    if type(jwk) is dict and not allow_private:
+        try:
+            return _public_key_from_members(frozenset(jwk.items()))
+        except TypeError:  # a member value is not hashable (e.g. an object): full path
+            pass
+    return _key_from_jwk(jwk, allow_private)
+
+
+@lru_cache(maxsize=1024)
+def _public_key_from_members(members: frozenset[tuple[str, Any]]) -> Key:
+    """Public keys repeat (holder keys in KB-JWTs, issuer keys): import each once."""
+    return _key_from_jwk(dict(members), False)
+
+
+def _key_from_jwk(jwk: Mapping[str, Any], allow_private: bool) -> Key:
     if not isinstance(jwk, Mapping):
         raise JoseError("JWK must be a JSON object")
     private_members = _PRIVATE_JWK_MEMBERS.intersection(jwk)

@@ -397,10 +397,14 @@ class _Processor:
         self, digests: Any, result: dict[str, Any], path: ClaimPath, depth: int
     ) -> None:
         """§7.1 step 3.2.2: digests in an ``_sd`` array."""
-        if not isinstance(digests, list) or not all(isinstance(d, str) for d in digests):
+        if type(digests) is not list:
             raise SDJWTError("_sd must be an array of strings")
+        self.take_all(digests)
+        by_digest = self.by_digest
         for value in digests:
-            disclosure = self.take(value)
+            if type(value) is not str:
+                raise SDJWTError("_sd must be an array of strings")
+            disclosure = by_digest.get(value)
             if disclosure is None:
                 continue
             name = disclosure.name
@@ -442,6 +446,17 @@ class _Processor:
             raise SDJWTError("a digest value appears more than once")
         self.seen.add(value)
         return self.by_digest.get(value)
+
+    def take_all(self, digests: list) -> None:
+        """Step 4 for a whole ``_sd`` array at once."""
+        seen = self.seen
+        before = len(seen)
+        try:
+            seen.update(digests)
+        except TypeError:  # an unhashable member: not a digest string
+            raise SDJWTError("_sd must be an array of strings") from None
+        if len(seen) != before + len(digests):
+            raise SDJWTError("a digest value appears more than once")
 
 
 def process(
