@@ -153,12 +153,38 @@ def section_sdjwt_vc(seconds: float) -> list[Result]:
     ]
 
 
-SECTIONS: list[Callable[[float], list[Result]]] = [section_sdjwt_vc]
+STATUS_LIST_TARGET_MS = 50.0
 
 
-def report(results: list[Result]) -> None:
+@dataclass(frozen=True)
+class Timing:
+    """An absolute figure (no peer to compare with) against a budget in milliseconds."""
+
+    name: str
+    milliseconds: float
+    budget_ms: float
+
+
+def section_status_lists(seconds: float) -> list[Timing]:
+    """1,000,000-entry status lists (bench/status_list.py), median milliseconds."""
+    import status_list  # bench/status_list.py, next to this file
+
+    return [Timing(label, ms, STATUS_LIST_TARGET_MS) for label, ms in status_list.run()]
+
+
+SECTIONS: list[Callable[[float], list[Result] | list[Timing]]] = [
+    section_sdjwt_vc,
+    section_status_lists,
+]
+
+
+def report(results: list[Result | Timing]) -> None:
     print(f"{'benchmark':45} {'intyg ops/s':>12} {'reference':>12} {'ratio':>7}  target")
     for r in results:
+        if isinstance(r, Timing):
+            verdict = "met" if r.milliseconds <= r.budget_ms else "NOT MET"
+            print(f"{r.name:58} {r.milliseconds:8.2f} ms   <= {r.budget_ms:.0f} ms {verdict}")
+            continue
         verdict = (
             ""
             if r.target is None
@@ -171,7 +197,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=2.0, help="time per measurement")
     args = parser.parse_args(argv)
-    results: list[Result] = []
+    results: list[Result | Timing] = []
     for section in SECTIONS:
         results.extend(section(args.seconds))
     report(results)
