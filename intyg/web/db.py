@@ -215,7 +215,7 @@ def consume_once(
     key: Any,
     *,
     used_column: str = "used_at",
-    now: datetime.datetime | None = None,
+    now: datetime.datetime | int | None = None,
     where: Sequence[sa.ColumnElement[bool]] = (),
     delete: bool = False,
 ) -> Row[Any] | None:
@@ -233,7 +233,8 @@ def consume_once(
         statement: Any = sa.delete(table).where(*conditions).returning(*table.c)
     else:
         used = table.c[used_column]
-        moment = now or datetime.datetime.now(datetime.UTC)
+        # Integer unix seconds for tables that keep time that way (the issuer's), else a datetime.
+        moment = datetime.datetime.now(datetime.UTC) if now is None else now
         statement = (
             sa.update(table)
             .where(*conditions, used.is_(None))

@@ -1,0 +1,244 @@
+"""The issuer application: ``create_app(settings)`` wires state, start-up and routers.
+
+Start-up (FastAPI lifespan, so every replica does it): migrate the database, load or
+generate the signing keys, make sure the status lists exist, load the person-lookup key
+and, in development with ``dev_sample_data``, the sample catalogue and records.
+
+Feature modules (OpenID4VCI, back office, pages) add an ``APIRouter`` and are listed in
+:data:`ROUTERS` as ``"module:attribute"``; they reach the shared state through the
+:func:`get_context` dependency. Listing by name lets those modules import this one without
+an import cycle.
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, Response
+from fastapi.responses import JSONResponse
+from sqlalchemy.engine import Engine
+
+from intyg.web import db as web_db
+from intyg.web.bodies import BodyLimitMiddleware
+from intyg.web.crypto_store import CryptoStore
+from intyg.web.db import install_database_error_handlers
+from intyg.web.errors import ServiceUnavailable, install_error_handlers
+
+from . import agencies, records
+from . import status as issuer_status
+from .db import make_engine, migrate
+from .keys import KeyRing
+from .settings import IssuerSettings
+
+__all__ = [
+    "ROUTERS",
+    "IssuerContext",
+    "create_app",
+    "get_context",
+    "published",
+    "startup",
+    "system_clock",
+]
+
+#: Routers create_app includes, in order. Feature modules are appended here.
+ROUTERS: tuple[str, ...] = ("issuer.app:published",)
+JWKS_MEDIA_TYPE = "application/jwk-set+json"
+#: Key documents change only on rotation; old keys stay published long after.
+KEY_DOCUMENT_MAX_AGE = 60
+
+
+def system_clock() -> int:
+    """Integer Unix seconds: the one clock of the issuer (tests inject their own)."""
+    return int(time.time())
+
+
+@dataclass
+class IssuerContext:
+    """Everything a request handler needs; ``app.state.issuer``."""
+
+    settings: IssuerSettings
+    agency: agencies.Agency
+    engine: Engine
+    store: CryptoStore
+    keys: KeyRing
+    publisher: issuer_status.StatusPublisher
+    clock: Callable[[], int]
+    vault: records.PersonVault | None = None
+    ready: bool = False
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def person_vault(self) -> records.PersonVault:
+        if self.vault is None:
+            raise ServiceUnavailable("the issuer is starting")
+        return self.vault
+
+
+def get_context(request: Request) -> IssuerContext:
+    """FastAPI dependency: the issuer's shared state."""
+    return request.app.state.issuer  # type: ignore[no-any-return]
+
+
+Context = Annotated[IssuerContext, Depends(get_context)]
+
+
+def build_context(
+    settings: IssuerSettings,
+    *,
+    clock: Callable[[], int] = system_clock,
+    engine: Engine | None = None,
+) -> IssuerContext:
+    engine = engine or make_engine(settings)
+    store = settings.crypto_store()
+    keys = KeyRing(engine, settings, store, clock)
+    return IssuerContext(
+        settings=settings,
+        agency=agencies.agency(settings.agency),
+        engine=engine,
+        store=store,
+        keys=keys,
+        publisher=issuer_status.StatusPublisher(engine, settings, keys, clock),
+        clock=clock,
+    )
+
+
+def startup(ctx: IssuerContext) -> None:
+    """Migrate, keys, status lists, person lookup key, development sample data."""
+    migrate(ctx.engine)
+    ctx.keys.ensure()
+    now = ctx.clock()
+    with web_db.session(ctx.engine) as unit:
+        issuer_status.ensure_lists(unit, ctx.settings, now)
+        ctx.vault = records.PersonVault(ctx.store, records.load_lookup_secret(unit, ctx.store, now))
+    if ctx.settings.dev_sample_data:
+        with web_db.session(ctx.engine) as unit:
+            records.load_sample_data(unit, ctx.vault, ctx.settings.agency, now)
+    ctx.ready = True
+
+
+def _include(app: FastAPI, specs: Sequence[str]) -> None:
+    for spec in specs:
+        module_name, _, attribute = spec.partition(":")
+        router = getattr(importlib.import_module(module_name), attribute)
+        if not isinstance(router, APIRouter):
+            raise TypeError(f"{spec} is not an APIRouter")
+        app.include_router(router)
+
+
+def create_app(
+    settings: IssuerSettings,
+    *,
+    clock: Callable[[], int] = system_clock,
+    engine: Engine | None = None,
+    routers: Sequence[str] = ROUTERS,
+) -> FastAPI:
+    """The issuer FastAPI app for ``settings`` (one agency)."""
+    ctx = build_context(settings, clock=clock, engine=engine)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        startup(ctx)
+        try:
+            yield
+        finally:
+            ctx.ready = False
+            if engine is None:
+                ctx.engine.dispose()
+
+    app = FastAPI(
+        title=f"intyg issuer: {ctx.agency.name['en']}",
+        lifespan=lifespan,
+        docs_url="/docs" if settings.is_development else None,
+        redoc_url=None,
+        openapi_url="/openapi.json" if settings.is_development else None,
+    )
+    app.state.issuer = ctx
+    install_error_handlers(app)
+    install_database_error_handlers(app)
+    app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+    _include(app, routers)
+    return app
+
+
+# -- published endpoints -------------------------------------------------------------------
+
+published = APIRouter()
+
+
+def _cached(max_age: int) -> dict[str, str]:
+    return {"Cache-Control": f"public, max-age={max_age}"}
+
+
+@published.get("/healthz", include_in_schema=False)
+def healthz() -> dict[str, str]:
+    """Liveness: the process answers."""
+    return {"status": "ok"}
+
+
+@published.get("/readyz", include_in_schema=False)
+def readyz(ctx: Context) -> dict[str, str]:
+    """Readiness: start-up finished and the database answers."""
+    if not ctx.ready:
+        raise ServiceUnavailable("the issuer is starting")
+    with web_db.session(ctx.engine, write=False) as unit:
+        unit.execute(sa.text("SELECT 1"))
+    return {"status": "ready"}
+
+
+@published.get("/jwks.json")
+def jwks(ctx: Context) -> JSONResponse:
+    """The issuer's public signing keys (RFC 7517 §5), old keys until retired."""
+    return JSONResponse(
+        ctx.keys.jwks(), media_type=JWKS_MEDIA_TYPE, headers=_cached(KEY_DOCUMENT_MAX_AGE)
+    )
+
+
+def _jwt_vc_issuer(ctx: IssuerContext, suffix: str) -> JSONResponse:
+    # SD-JWT VC §5: the well-known segment goes between host and the identifier's path.
+    if suffix != urlsplit(ctx.settings.issuer_identifier).path.rstrip("/"):
+        raise HTTPException(404)
+    return JSONResponse(ctx.keys.jwt_vc_issuer_metadata(), headers=_cached(KEY_DOCUMENT_MAX_AGE))
+
+
+@published.get("/.well-known/jwt-vc-issuer")
+def jwt_vc_issuer(ctx: Context) -> JSONResponse:
+    """JWT VC Issuer Metadata (SD-JWT VC draft -18 §5) for an identifier without a path."""
+    return _jwt_vc_issuer(ctx, "")
+
+
+@published.get("/.well-known/jwt-vc-issuer/{suffix:path}")
+def jwt_vc_issuer_with_path(suffix: str, ctx: Context) -> JSONResponse:
+    """The same for an identifier with a path (``/.well-known/jwt-vc-issuer/<path>``)."""
+    return _jwt_vc_issuer(ctx, "/" + suffix)
+
+
+def _serve(published_list: issuer_status.Published) -> Response:
+    return Response(
+        published_list.body,
+        media_type=published_list.media_type,
+        headers=_cached(published_list.max_age),
+    )
+
+
+@published.get("/statuslists/{list_id}")
+def status_list_token(list_id: int, ctx: Context) -> Response:
+    """IETF Token Status List token (``application/statuslist+jwt``)."""
+    try:
+        return _serve(ctx.publisher.token(list_id))
+    except LookupError:
+        raise HTTPException(404) from None
+
+
+@published.get("/status/{list_id}")
+def bitstring_status_list(list_id: int, ctx: Context) -> Response:
+    """W3C BitstringStatusListCredential secured as ``vc+jwt``."""
+    try:
+        return _serve(ctx.publisher.bitstring_credential(list_id))
+    except LookupError:
+        raise HTTPException(404) from None
