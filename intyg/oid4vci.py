@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
 
-from intyg import jose, strict_json, x509
+from intyg import dcql, jose, strict_json, x509
 
 # -- constants ------------------------------------------------------------------------------
 
@@ -183,16 +183,13 @@ def new_opaque_value(nbytes: int = OPAQUE_VALUE_BYTES) -> str:
 
 
 def check_claims_path(path: Any, error: str = "invalid_request") -> tuple[str | int | None, ...]:
-    """Appendix C: a non-empty array of strings, nulls and non-negative integers."""
-    if not isinstance(path, list) or not path or len(path) > MAX_LIST_LENGTH:
+    """Appendix C: the claims path pointer, the same syntax as OpenID4VP §7 (intyg.dcql)."""
+    if not isinstance(path, list):
         raise OID4VCIError(error, "claims path must be a non-empty array")
-    for item in path:
-        if item is None or (isinstance(item, str) and item):
-            continue
-        if type(item) is int and item >= 0:
-            continue
-        raise OID4VCIError(error, "claims path components must be strings, null or indices >= 0")
-    return tuple(path)
+    try:
+        return dcql.check_claims_path(path)
+    except dcql.DCQLError as exc:
+        raise OID4VCIError(error, str(exc)) from exc
 
 
 def check_claims_descriptions(
