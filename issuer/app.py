@@ -48,7 +48,11 @@ __all__ = [
 ]
 
 #: Routers create_app includes, in order. Feature modules are appended here.
-ROUTERS: tuple[str, ...] = ("issuer.app:published",)
+ROUTERS: tuple[str, ...] = (
+    "issuer.app:published",
+    "issuer.backoffice:router",
+    "issuer.pages:router",
+)
 JWKS_MEDIA_TYPE = "application/jwk-set+json"
 #: Key documents change only on rotation; old keys stay published long after.
 KEY_DOCUMENT_MAX_AGE = 60

@@ -148,7 +148,8 @@ class KeyRing:
             return key, x509.cert_from_pem(row.certificate_chain_pem)
         agency = agencies.agency(self.settings.agency)
         key, cert = x509.make_ca(
-            f"{agency.name['sv']} development CA (not for production)",
+            # X.509 caps commonName at 64 characters (RFC 5280 ub-common-name): keep it short.
+            f"intyg development CA ({self.settings.agency}, not for production)",
             organization=agency.name["sv"],
             country="SE",
             valid_days=DEV_CA_VALID_DAYS,

@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import ClassVar, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from intyg.web.oidc import OidcConfig
 from intyg.web.settings import ServiceSettings
 
 __all__ = ["IssuerSettings"]
@@ -86,6 +87,22 @@ class IssuerSettings(ServiceSettings):
     # -- wallets ---------------------------------------------------------------------------
     #: PEM files with trust anchors of wallet providers (HAIP wallet attestation).
     trusted_wallet_providers: tuple[Path, ...] = ()
+
+    # -- person's page (issuer/pages.py) ---------------------------------------------------
+    #: The eID provider people log in with (``INTYG_ISSUER_EID`` as JSON, docs/eid.md);
+    #: ``None`` hides the login. ``redirect_uri`` is ``<public_base_url>/login/callback``.
+    eid: OidcConfig | None = None
+    #: Lifetime of the page's browser session (seconds).
+    page_session_seconds: int = Field(default=1800, ge=60, le=12 * 3600)
+    #: Lifetime of an offer made on the person's page (no tx_code there, so kept short).
+    page_offer_ttl: int = Field(default=300, ge=30)
+
+    # -- back office (issuer/backoffice.py) ------------------------------------------------
+    #: Lifetime of a back-office bearer token from the client credentials grant.
+    backoffice_token_ttl: int = Field(default=300, ge=30, le=3600)
+    #: Development only: a back-office client ``dev-backoffice`` with every scope and this
+    #: secret is created on first use (refused in production like every ``dev_*`` field).
+    dev_backoffice_secret: SecretStr | None = None
 
     # -- service ---------------------------------------------------------------------------
     max_body_bytes: int = Field(default=256 * 1024, ge=1024)
