@@ -24,10 +24,7 @@ from typing import Any, NamedTuple
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
-from cryptography.hazmat.primitives.asymmetric.utils import (
-    decode_dss_signature,
-    encode_dss_signature,
-)
+from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, decode_dss_signature
 
 from intyg import strict_json
 
@@ -48,6 +45,7 @@ _B64URL_TO_STD = bytes.maketrans(b"-_+/=", b"+/!!!")
 _STD_TO_B64URL = bytes.maketrans(b"+/", b"-_")
 _B64_PADDING = (b"", b"", b"==", b"=")
 _ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
+_ECDSA_PREHASHED_SHA256 = ec.ECDSA(Prehashed(hashes.SHA256()))
 _THUMBPRINT_MEMBERS = {
     "EC": ("crv", "kty", "x", "y"),
     "OKP": ("crv", "kty", "x"),
@@ -69,21 +67,41 @@ def b64url_encode(data: bytes) -> str:
 
 
 def b64url_decode(text: str) -> bytes:
-    """Strict base64url: URL-safe alphabet only, no padding, no whitespace (T014).
-
-    The standard-alphabet characters ``+ / =`` are mapped to ``!`` so that binascii's
-    strict mode refuses them together with everything else outside the alphabet.
-    """
+    """Strict base64url: URL-safe alphabet only, no padding, no whitespace (T014)."""
     try:
-        raw = text.encode("ascii").translate(_B64URL_TO_STD)
-        return binascii.a2b_base64(raw + _B64_PADDING[len(raw) % 4], strict_mode=True)
+        return _b64url_decode_ascii(text.encode("ascii"))
     except (AttributeError, UnicodeEncodeError, binascii.Error, ValueError) as exc:
         raise JoseError("malformed base64url") from exc
 
 
+def b64url_decode_sha256(text: str) -> tuple[bytes, str]:
+    """``(b64url_decode(text), sha256_b64url(text))`` in one step, sharing the ASCII encoding:
+    an SD-JWT verifier both decodes and digests every Disclosure (RFC 9901 §4.2.3)."""
+    try:
+        raw = text.encode("ascii")
+        decoded = _b64url_decode_ascii(raw)
+    except (AttributeError, UnicodeEncodeError, binascii.Error, ValueError) as exc:
+        raise JoseError("malformed base64url") from exc
+    return decoded, _b64url_sha256(raw)
+
+
+def _b64url_decode_ascii(raw: bytes) -> bytes:
+    """The standard-alphabet characters ``+ / =`` are mapped to ``!`` so that binascii's
+    strict mode refuses them together with everything else outside the alphabet."""
+    return binascii.a2b_base64(
+        raw.translate(_B64URL_TO_STD) + _B64_PADDING[len(raw) % 4], strict_mode=True
+    )
+
+
+def _b64url_sha256(raw: bytes) -> str:
+    # b64url_encode inlined: this runs once per Disclosure on the verifier's hot path.
+    digest = hashlib.sha256(raw).digest()
+    return binascii.b2a_base64(digest, newline=False).translate(_STD_TO_B64URL, b"=").decode()
+
+
 def sha256_b64url(text: str) -> str:
     """base64url(SHA-256(ASCII text)), the digest form used by SD-JWT, x5t#S256 and PKCE."""
-    return b64url_encode(hashlib.sha256(text.encode("ascii")).digest())
+    return _b64url_sha256(text.encode("ascii"))
 
 
 # -- keys (RFC 7517, RFC 8037) ------------------------------------------------------------
@@ -150,19 +168,51 @@ class Key:
 
     def verify(self, signature: bytes, data: bytes) -> bool:
         """True iff ``signature`` is valid for ``data`` under this public key."""
+        public_key = self.public_key
         try:
-            if isinstance(self.public_key, ec.EllipticCurvePublicKey):
+            if _is_ec_public_key(public_key):
                 if len(signature) != 64:
                     return False
-                der = encode_dss_signature(
-                    int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
-                )
-                self.public_key.verify(der, data, _ECDSA_SHA256)
+                # SHA-256 by hashlib, then ECDSA over the digest: the same check, less overhead.
+                digest = hashlib.sha256(data).digest()
+                public_key.verify(ecdsa_der_signature(signature), digest, _ECDSA_PREHASHED_SHA256)
             else:
-                self.public_key.verify(signature, data)
+                public_key.verify(signature, data)
         except InvalidSignature:
             return False
         return True
+
+
+_EC_PUBLIC_KEY_TYPES: dict[type, bool] = {}
+
+
+def _is_ec_public_key(public_key: PublicKey) -> bool:
+    """``isinstance(public_key, EllipticCurvePublicKey)``, memoised per concrete class
+    (an ABC check costs about a microsecond on every verification)."""
+    cls = type(public_key)
+    known = _EC_PUBLIC_KEY_TYPES.get(cls)
+    if known is None:
+        known = _EC_PUBLIC_KEY_TYPES[cls] = isinstance(public_key, ec.EllipticCurvePublicKey)
+    return known
+
+
+def _der_integer(value: bytes) -> bytes:
+    """A DER INTEGER (X.690 §8.3) for an unsigned big-endian value: minimal length, with a
+    leading zero octet when the high bit is set so it stays positive."""
+    value = value.lstrip(b"\x00") or b"\x00"
+    if value[0] & 0x80:
+        value = b"\x00" + value
+    return b"\x02" + len(value).to_bytes(1, "big") + value
+
+
+def ecdsa_der_signature(signature: bytes) -> bytes:
+    """RFC 7518 §3.4 ``R || S`` (32 octets each) as the DER ``Ecdsa-Sig-Value`` (RFC 3279
+    §2.2.3) that `cryptography` verifies; the same bytes as ``encode_dss_signature``."""
+    r, s = signature[:32], signature[32:]
+    if 0 < r[0] < 0x80 and 0 < s[0] < 0x80:  # the common case: both 32 octets, positive
+        return b"\x30\x44\x02\x20" + r + b"\x02\x20" + s
+    body = _der_integer(r) + _der_integer(s)
+    return b"\x30" + len(body).to_bytes(1, "big") + body
 
 
 def generate_key(alg: str = "ES256", kid: str | None = None) -> Key:
@@ -405,13 +455,10 @@ def parse_jws(token: str, *, max_bytes: int = MAX_TOKEN_BYTES) -> CompactJWS:
         raise JoseError(f"JWS header: {exc}") from exc
     if not isinstance(header, dict) or not isinstance(header.get("alg"), str):
         raise JoseError("JWS header must be an object with a string alg")
-    return CompactJWS(
-        header=header,
-        payload_segment=payload_segment,
-        signing_input=f"{header_segment}.{payload_segment}".encode("ascii"),
-        signature=b64url_decode(signature_segment),
-        payload=b64url_decode(payload_segment),
-    )
+    payload = b64url_decode(payload_segment)  # refuses non-ASCII before the encode below
+    signature = b64url_decode(signature_segment)
+    signing_input = token[: len(token) - len(signature_segment) - 1].encode("ascii")
+    return CompactJWS(header, payload_segment, signing_input, signature, payload)
 
 
 def check_header(
@@ -422,20 +469,24 @@ def check_header(
     understood_crit: Collection[str] = (),
 ) -> None:
     """Header rules of RFC 7515 §4.1 and RFC 8725 §3.1, §3.11 (explicit typing)."""
-    alg = jws.alg
-    if alg.lower() == "none" or alg.upper().startswith("HS"):
-        raise JoseError(f"algorithm {alg!r} is never accepted")
-    if alg not in algorithms or alg not in ALGORITHM_KEY_TYPES:
+    header = jws.header
+    alg = header["alg"]
+    # The allow-list never holds "none" or an HMAC algorithm, so the usual case needs one test.
+    if alg not in ALGORITHM_KEY_TYPES or alg not in algorithms:
+        if alg.lower() == "none" or alg.upper().startswith("HS"):
+            raise JoseError(f"algorithm {alg!r} is never accepted")
         raise JoseError(f"algorithm {alg!r} is not allowed here")
-    if "crit" in jws.header:
-        crit = jws.header["crit"]
+    if "crit" in header:
+        crit = header["crit"]
         if not isinstance(crit, list) or not crit or not all(isinstance(c, str) for c in crit):
             raise JoseError("crit must be a non-empty array of header names")
-        unknown = [c for c in crit if c not in understood_crit or c not in jws.header]
+        unknown = [c for c in crit if c not in understood_crit or c not in header]
         if unknown:
             raise JoseError(f"critical header parameter not understood: {unknown[0][:40]!r}")
-    if typ is not None and normalise_typ(jws.header.get("typ")) != normalise_typ(typ):
-        raise JoseError(f"typ must be {typ!r}")
+    # An identical string normalises identically; only a different spelling needs the work.
+    if typ is not None and header.get("typ") != typ:
+        if normalise_typ(header.get("typ")) != normalise_typ(typ):
+            raise JoseError(f"typ must be {typ!r}")
 
 
 def normalise_typ(value: Any) -> str | None:
@@ -448,7 +499,7 @@ def normalise_typ(value: Any) -> str | None:
 
 def verify_signature(jws: CompactJWS, key: Key) -> None:
     """Verify the signature with ``key``, which must be of the type ``alg`` demands (T003)."""
-    if ALGORITHM_KEY_TYPES.get(jws.alg) != ALGORITHM_KEY_TYPES[key.alg]:
+    if ALGORITHM_KEY_TYPES.get(jws.header["alg"]) != ALGORITHM_KEY_TYPES[key.alg]:
         raise JoseError("algorithm does not match the key type")
     if not key.verify(jws.signature, jws.signing_input):
         raise JoseError("signature verification failed")
@@ -499,9 +550,13 @@ def check_time_claims(
     older than that is refused too (KB-JWT and key-proof freshness windows).
     """
     now = int(time.time()) if now is None else now
-    exp = numeric_date(claims, "exp", required="exp" in require)
-    nbf = numeric_date(claims, "nbf", required="nbf" in require)
-    iat = numeric_date(claims, "iat", required="iat" in require)
+    exp = nbf = iat = None  # absent and not required: nothing to check
+    if "exp" in claims or "exp" in require:
+        exp = numeric_date(claims, "exp", required=True)
+    if "nbf" in claims or "nbf" in require:
+        nbf = numeric_date(claims, "nbf", required=True)
+    if "iat" in claims or "iat" in require:
+        iat = numeric_date(claims, "iat", required=True)
     if exp is not None and now - leeway >= exp:
         raise JoseError("token has expired (exp)")
     if nbf is not None and now + leeway < nbf:

@@ -23,12 +23,12 @@ key only. Sizes are checked before anything is decoded (security.md T013).
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from functools import partial
+from typing import Any, NamedTuple, NoReturn
 
 from intyg import jose, strict_json
 
@@ -49,7 +49,8 @@ DEFAULT_KB_MAX_AGE_SECONDS = 300
 SALT_BYTES = 16  # 128 bits, RFC 9901 §9.3
 
 _RESERVED_NAMES = frozenset({SD_DIGESTS_KEY, ARRAY_DIGEST_KEY})
-_ISSUER_RESERVED_NAMES = _RESERVED_NAMES | {SD_ALG_KEY}
+#: Names with a meaning in SD-JWT payloads; objects without any take the processor's fast path.
+_SPECIAL_NAMES = _ISSUER_RESERVED_NAMES = _RESERVED_NAMES | {SD_ALG_KEY}
 
 ClaimPath = tuple[str | int, ...]
 PathPattern = Sequence[str | int | None]
@@ -140,7 +141,7 @@ def new_salt() -> str:
 
 def digest(encoded: str) -> str:
     """§4.2.3: base64url(SHA-256(ASCII bytes of the encoded Disclosure))."""
-    return jose.b64url_encode(hashlib.sha256(encoded.encode("ascii")).digest())
+    return jose.sha256_b64url(encoded)
 
 
 def make_disclosure(value: Any, name: str | None = None, *, salt: str | None = None) -> Disclosure:
@@ -148,7 +149,7 @@ def make_disclosure(value: Any, name: str | None = None, *, salt: str | None = N
     salt = new_salt() if salt is None else salt
     array = [salt, value] if name is None else [salt, name, value]
     encoded = jose.b64url_encode(strict_json.dumps(array).encode("utf-8"))
-    return Disclosure(salt, name, value, encoded, digest(encoded))
+    return _new_disclosure((salt, name, value, encoded, jose.sha256_b64url(encoded)))
 
 
 def decode_disclosure(encoded: str) -> Disclosure:
@@ -158,28 +159,31 @@ def decode_disclosure(encoded: str) -> Disclosure:
 
 def decode_disclosures(encoded: Iterable[str]) -> tuple[Disclosure, ...]:
     """:func:`decode_disclosure` for each, in one loop (this is the verifier's hot path)."""
-    loads, b64decode, b64encode, sha256 = (
-        strict_json.loads,
-        jose.b64url_decode,
-        jose.b64url_encode,
-        hashlib.sha256,
-    )
+    loads, decode_and_digest = strict_json.loads, jose.b64url_decode_sha256
     decoded = []
+    append = decoded.append
     for text in encoded:
         try:
-            array = loads(b64decode(text), max_bytes=MAX_SD_JWT_BYTES)
+            raw, text_digest = decode_and_digest(text)  # the digest as digest(text), §4.2.3
+            array = loads(raw, max_bytes=MAX_SD_JWT_BYTES)
         except (jose.JoseError, strict_json.StrictJSONError) as exc:
             raise SDJWTError(f"malformed disclosure: {exc}") from exc
         if type(array) is not list or not 2 <= len(array) <= 3:
             raise SDJWTError("disclosure must be a JSON array of 2 or 3 elements")
-        if type(array[0]) is not str:
+        salt, value = array[0], array[-1]
+        if type(salt) is not str:
             raise SDJWTError("disclosure salt must be a string")
-        if len(array) == 3 and type(array[1]) is not str:
-            raise SDJWTError("disclosure claim name must be a string")
-        name = array[1] if len(array) == 3 else None
-        text_digest = b64encode(sha256(text.encode("ascii")).digest())  # §4.2.3, as digest()
-        decoded.append(Disclosure(array[0], name, array[-1], text, text_digest))
+        name = None
+        if len(array) == 3:
+            name = array[1]
+            if type(name) is not str:
+                raise SDJWTError("disclosure claim name must be a string")
+        append(_new_disclosure((salt, name, value, text, text_digest)))
     return tuple(decoded)
+
+
+#: ``Disclosure(*fields)`` without the Python-level ``__new__`` of a named tuple.
+_new_disclosure = partial(tuple.__new__, Disclosure)
 
 
 def decoy_digest() -> str:
@@ -304,26 +308,22 @@ def parse(
         raise SDJWTError("SD-JWT must be a string")
     if len(text) > max_bytes:
         raise SDJWTError(f"SD-JWT larger than {max_bytes} bytes")
-    if text.count(SEPARATOR) > max_disclosures + 1:
+    # At most max_disclosures + 1 separators: splitting one further tells whether there are more.
+    parts = text.split(SEPARATOR, max_disclosures + 2)
+    if len(parts) > max_disclosures + 2:
         raise SDJWTError(f"more than {max_disclosures} disclosures")
     if not text.isascii():
         raise SDJWTError("SD-JWT must be ASCII")
-    parts = text.split(SEPARATOR)
     if len(parts) < 2:
         raise SDJWTError("not an SD-JWT: no '~' separator")
     issuer_jwt, encoded, last = parts[0], parts[1:-1], parts[-1]
-    if any(not d for d in encoded):
+    if "" in encoded:
         raise SDJWTError("empty disclosure")
     jws = _parse_jws(issuer_jwt, "issuer-signed JWT")
     kb_jws = _parse_jws(last, "KB-JWT") if last else None
-    return SDJWT(
-        issuer_jwt=issuer_jwt,
-        jws=jws,
-        disclosures=decode_disclosures(encoded),
-        kb_jwt=last or None,
-        kb_jws=kb_jws,
-        sd_hash_input=text[: len(text) - len(last)],
-    )
+    disclosures = decode_disclosures(encoded)
+    # Positional: a frozen dataclass is built noticeably faster without keywords.
+    return SDJWT(issuer_jwt, jws, disclosures, last or None, kb_jws, text[: len(text) - len(last)])
 
 
 def _parse_jws(token: str, what: str) -> jose.CompactJWS:
@@ -336,24 +336,22 @@ def _parse_jws(token: str, what: str) -> jose.CompactJWS:
 # -- processing the payload (§7.1 steps 3-5) ----------------------------------------------
 
 
-class _Placed(NamedTuple):
-    """Where a Disclosure landed in the processed payload."""
-
-    disclosure: Disclosure
-    path: ClaimPath
-
-
 class _Processor:
-    """One pass of RFC 9901 §7.1 step 3 over the issuer payload, with steps 4 and 5."""
+    """One pass of RFC 9901 §7.1 step 3 over the issuer payload, with steps 4 and 5.
+
+    ``placed`` and ``paths`` list, in the same order, each Disclosure used and the claim
+    path where it landed.
+    """
+
+    __slots__ = ("by_digest", "paths", "placed", "seen")
 
     def __init__(self, disclosures: Sequence[Disclosure]) -> None:
-        self.by_digest: dict[str, Disclosure] = {}
-        for disclosure in disclosures:
-            if disclosure.digest in self.by_digest:
-                raise SDJWTError("the same disclosure is included more than once")
-            self.by_digest[disclosure.digest] = disclosure
+        self.by_digest: dict[str, Disclosure] = {d.digest: d for d in disclosures}
+        if len(self.by_digest) != len(disclosures):
+            raise SDJWTError("the same disclosure is included more than once")
         self.seen: set[str] = set()
-        self.placed: list[_Placed] = []
+        self.placed: list[Disclosure] = []
+        self.paths: list[ClaimPath] = []
 
     def run(self, payload: Mapping[str, Any]) -> dict[str, Any]:
         sd_alg = payload.get(SD_ALG_KEY, SD_ALG)
@@ -376,20 +374,35 @@ class _Processor:
         return self.array(value, path, depth)
 
     def object(self, obj: Mapping[str, Any], path: ClaimPath, depth: int) -> dict[str, Any]:
+        if not _SPECIAL_NAMES.isdisjoint(obj):
+            return self.object_with_special_names(obj, path, depth)
         result: dict[str, Any] = {}
         for name, member in obj.items():
-            if name == SD_DIGESTS_KEY:
-                continue
-            if name == ARRAY_DIGEST_KEY:
-                raise SDJWTError("'...' may only appear alone in an array element")
-            if name == SD_ALG_KEY and depth:
-                raise SDJWTError("_sd_alg is only allowed at the top level")
             cls = type(member)
             if cls is dict or cls is list:  # scalars need neither a path nor a call
                 result[name] = self.value(member, (*path, name), depth + 1)
             else:
                 result[name] = member
+        return result
+
+    def object_with_special_names(
+        self, obj: Mapping[str, Any], path: ClaimPath, depth: int
+    ) -> dict[str, Any]:
+        """§7.1 step 3.2: an object with ``_sd``, ``...`` or ``_sd_alg`` among its names."""
+        if ARRAY_DIGEST_KEY in obj:
+            raise SDJWTError("'...' may only appear alone in an array element")
+        if SD_ALG_KEY in obj and depth:
+            raise SDJWTError("_sd_alg is only allowed at the top level")
+        result: dict[str, Any] = {}
+        for name, member in obj.items():
+            cls = type(member)
+            if cls is dict or cls is list:
+                if name != SD_DIGESTS_KEY:
+                    result[name] = self.value(member, (*path, name), depth + 1)
+            else:
+                result[name] = member
         if SD_DIGESTS_KEY in obj:
+            result.pop(SD_DIGESTS_KEY, None)  # a non-array _sd is refused just below
             self.embedded_object_digests(obj[SD_DIGESTS_KEY], result, path, depth)
         return result
 
@@ -400,23 +413,34 @@ class _Processor:
         if type(digests) is not list:
             raise SDJWTError("_sd must be an array of strings")
         self.take_all(digests)
-        by_digest = self.by_digest
+        by_digest, place, add_path = self.by_digest, self.placed.append, self.paths.append
         for value in digests:
-            if type(value) is not str:
-                raise SDJWTError("_sd must be an array of strings")
             disclosure = by_digest.get(value)
-            if disclosure is None:
+            if disclosure is None:  # a decoy or an undisclosed claim (step 3.2.2.3)
+                if type(value) is not str:
+                    raise SDJWTError("_sd must be an array of strings")
                 continue
             name = disclosure.name
-            if name is None:
-                raise SDJWTError("array-element disclosure referenced from an _sd array")
-            if name in _RESERVED_NAMES or name == SD_ALG_KEY:
-                raise SDJWTError(f"disclosed claim name {name!r} is not allowed")
-            if name in result:
-                raise SDJWTError(f"disclosed claim {name[:40]!r} already exists at its level")
+            if name is None or name in _SPECIAL_NAMES or name in result:
+                self.refuse_placement(name)
             claim_path = (*path, name)
-            self.placed.append(_Placed(disclosure, claim_path))
-            result[name] = self.value(disclosure.value, claim_path, depth + 1)
+            place(disclosure)
+            add_path(claim_path)
+            member = disclosure.value
+            cls = type(member)
+            if cls is dict or cls is list:
+                result[name] = self.value(member, claim_path, depth + 1)
+            else:
+                result[name] = member
+
+    @staticmethod
+    def refuse_placement(name: str | None) -> NoReturn:
+        """Why a Disclosure found through an ``_sd`` digest cannot be placed (§7.1 step 3.2.2)."""
+        if name is None:
+            raise SDJWTError("array-element disclosure referenced from an _sd array")
+        if name in _SPECIAL_NAMES:
+            raise SDJWTError(f"disclosed claim name {name!r} is not allowed")
+        raise SDJWTError(f"disclosed claim {name[:40]!r} already exists at its level")
 
     def array(self, items: list, path: ClaimPath, depth: int) -> list:
         """§7.1 step 3.2.3: ``{"...": digest}`` placeholders in arrays."""
@@ -434,7 +458,8 @@ class _Processor:
                 if disclosure.name is not None:
                     raise SDJWTError("object-property disclosure referenced from an array")
                 element_path = (*path, len(result))
-                self.placed.append(_Placed(disclosure, element_path))
+                self.placed.append(disclosure)
+                self.paths.append(element_path)
                 result.append(self.value(disclosure.value, element_path, depth + 1))
             else:
                 result.append(self.value(item, (*path, len(result)), depth + 1))
@@ -465,7 +490,7 @@ def process(
     """RFC 9901 §7.1 steps 3-5: the processed payload and the paths of the disclosed claims."""
     processor = _Processor(disclosures)
     claims = processor.run(payload)
-    return claims, tuple(p.path for p in processor.placed)
+    return claims, tuple(processor.paths)
 
 
 # -- verification (§7.1, §7.3) ------------------------------------------------------------
@@ -502,7 +527,10 @@ def verify(
         raise SDJWTError("a KB-JWT was presented where an SD-JWT ending in '~' was expected")
     header, payload = verify_issuer_jwt(sd_jwt.jws, issuer_key, algorithms=algorithms, typ=typ)
     claims, paths = process(payload, sd_jwt.disclosures)
-    _check_time(claims, now=now, leeway=leeway, require=required_claims, what="SD-JWT")
+    try:
+        jose.check_time_claims(claims, now=now, leeway=leeway, require=required_claims)
+    except jose.JoseError as exc:
+        raise SDJWTError(f"SD-JWT: {exc}") from exc
     kb_claims = None
     if require_key_binding:
         kb_claims = verify_key_binding(
@@ -550,25 +578,23 @@ def verify_key_binding(
     algorithms: Collection[str] = jose.DEFAULT_ALGORITHMS,
 ) -> dict[str, Any]:
     """§7.3 step 5: the KB-JWT, checked against the ``cnf.jwk`` of the processed payload."""
-    if sd_jwt.kb_jws is None:
+    kb_jws = sd_jwt.kb_jws
+    if kb_jws is None:
         raise SDJWTError("key binding is required but no KB-JWT was presented")
     holder_key = holder_key_from_cnf(claims)
     try:
-        jose.check_header(sd_jwt.kb_jws, algorithms=algorithms, typ=KB_JWT_TYP)
-        jose.verify_signature(sd_jwt.kb_jws, holder_key)
-        kb_claims = sd_jwt.kb_jws.claims()
-    except jose.JoseError as exc:
-        raise SDJWTError(f"KB-JWT: {exc}") from exc
-    _check_time(
-        kb_claims, now=now, leeway=leeway, require=("iat",), max_iat_age=max_age, what="KB-JWT"
-    )
-    try:
+        jose.check_header(kb_jws, algorithms=algorithms, typ=KB_JWT_TYP)
+        jose.verify_signature(kb_jws, holder_key)
+        kb_claims = kb_jws.claims()
+        jose.check_time_claims(
+            kb_claims, now=now, leeway=leeway, require=("iat",), max_iat_age=max_age
+        )
         jose.check_audience(kb_claims, audience)
     except jose.JoseError as exc:
         raise SDJWTError(f"KB-JWT: {exc}") from exc
-    if not isinstance(kb_claims.get("nonce"), str) or kb_claims["nonce"] != nonce:
+    if type(kb_claims.get("nonce")) is not str or kb_claims["nonce"] != nonce:
         raise SDJWTError("KB-JWT: nonce does not match")
-    if kb_claims.get(SD_HASH_KEY) != sd_hash(sd_jwt.sd_hash_input):
+    if kb_claims.get(SD_HASH_KEY) != jose.sha256_b64url(sd_jwt.sd_hash_input):  # sd_hash()
         raise SDJWTError("KB-JWT: sd_hash does not match the presented SD-JWT")
     return kb_claims
 
@@ -587,13 +613,6 @@ def holder_key_from_cnf(claims: Mapping[str, Any]) -> jose.Key:
 def sd_hash(sd_hash_input: str) -> str:
     """§4.3.1: digest over ``<Issuer-signed JWT>~<Disclosures>~`` with the ``_sd_alg``."""
     return digest(sd_hash_input)
-
-
-def _check_time(claims: Mapping[str, Any], *, what: str, **kwargs: Any) -> None:
-    try:
-        jose.check_time_claims(claims, **kwargs)
-    except jose.JoseError as exc:
-        raise SDJWTError(f"{what}: {exc}") from exc
 
 
 # -- holder (§7.2) ------------------------------------------------------------------------
@@ -682,22 +701,23 @@ def select_disclosures(sd_jwt: SDJWT, claim_paths: Iterable[PathPattern]) -> lis
         if not concrete:
             raise SDJWTError("a requested claim path is not in the credential")
         for path in concrete:
-            for item in placed:
-                length = min(len(path), len(item.path))
-                if path[:length] == item.path[:length]:  # ancestor, itself or descendant
-                    wanted.add(item.disclosure.digest)
+            for disclosure, placed_path in placed:
+                length = min(len(path), len(placed_path))
+                if path[:length] == placed_path[:length]:  # ancestor, itself or descendant
+                    wanted.add(disclosure.digest)
     return [d for d in sd_jwt.disclosures if d.digest in wanted]
 
 
 def disclosable_paths(sd_jwt: str | SDJWT) -> list[ClaimPath]:
     """Paths of every selectively disclosable claim in an issued SD-JWT (for wallets/CLI)."""
     sd_jwt = parse(sd_jwt) if isinstance(sd_jwt, str) else sd_jwt
-    return [p.path for p in _process_all(sd_jwt)[1]]
+    return [path for _, path in _process_all(sd_jwt)[1]]
 
 
-def _process_all(sd_jwt: SDJWT) -> tuple[dict[str, Any], list[_Placed]]:
+def _process_all(sd_jwt: SDJWT) -> tuple[dict[str, Any], list[tuple[Disclosure, ClaimPath]]]:
     processor = _Processor(sd_jwt.disclosures)
-    return processor.run(_unverified_payload(sd_jwt)), processor.placed
+    claims = processor.run(_unverified_payload(sd_jwt))
+    return claims, list(zip(processor.placed, processor.paths, strict=True))
 
 
 def _expand(value: Any, pattern: tuple[str | int | None, ...]) -> list[ClaimPath]:

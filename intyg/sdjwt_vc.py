@@ -82,7 +82,7 @@ def _check_issuer_payload(payload: Mapping[Any, Any]) -> dict[str, Any]:
         marked = isinstance(key, sdjwt.SD) or isinstance(value, sdjwt.SD)
         name = key.value if isinstance(key, sdjwt.SD) else key
         if name in NON_SELECTIVELY_DISCLOSABLE:
-            if marked or (isinstance(value, Mapping | list | tuple) and _contains_sd(value)):
+            if marked or _contains_sd(value):
                 raise SDJWTVCError(f"{name!r} must not be selectively disclosable")
         if not marked:
             plain[name] = value
@@ -90,10 +90,16 @@ def _check_issuer_payload(payload: Mapping[Any, Any]) -> dict[str, Any]:
     return plain
 
 
+_JSON_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
 def _contains_sd(value: Any) -> bool:
+    """Whether an :class:`intyg.sdjwt.SD` mark appears anywhere in ``value`` (keys included)."""
     stack = [value]
     while stack:
         item = stack.pop()
+        if type(item) in _JSON_SCALARS:  # most items: skip the slower ABC checks below
+            continue
         if isinstance(item, sdjwt.SD):
             return True
         if isinstance(item, Mapping):
@@ -104,8 +110,12 @@ def _contains_sd(value: Any) -> bool:
     return False
 
 
-def _check_plain_claims(claims: Mapping[str, Any]) -> Any:
-    """§3.2.2.1-2 claim types, shared by issuer and verifier; returns the status reference."""
+def _check_plain_claims(claims: Mapping[str, Any], *, check_times: bool = True) -> Any:
+    """§3.2.2.1-2 claim types, shared by issuer and verifier; returns the status reference.
+
+    ``check_times=False`` skips the NumericDate checks of ``iat``, ``nbf`` and ``exp`` for a
+    caller that has made them already (:func:`intyg.jose.check_time_claims`).
+    """
     vct = claims.get("vct")
     if not isinstance(vct, str) or not vct:
         raise SDJWTVCError("vct is required and must be a string")
@@ -119,7 +129,7 @@ def _check_plain_claims(claims: Mapping[str, Any]) -> Any:
             raise SDJWTVCError("aka_vcts must be an array of strings")
         if vct in aka or len(set(aka)) != len(aka):
             raise SDJWTVCError("aka_vcts must not repeat vct or itself")
-    for name in ("iat", "nbf", "exp"):
+    for name in ("iat", "nbf", "exp") if check_times else ():
         try:
             jose.numeric_date(claims, name)
         except jose.JoseError as exc:
@@ -172,18 +182,21 @@ def verify_vc(
         raise
     except sdjwt.SDJWTError as exc:
         raise SDJWTVCError(str(exc)) from exc
-    for path in verified.disclosed_paths:
-        if path[0] in NON_SELECTIVELY_DISCLOSABLE:
-            raise SDJWTVCError(f"{path[0]!r} must not be delivered in a disclosure")
-    status_reference = _check_plain_claims(verified.claims)
-    return VerifiedVC(
-        vct=verified.claims["vct"],
-        issuer=verified.claims.get("iss"),
-        claims=verified.claims,
-        disclosed_paths=verified.disclosed_paths,
-        key_binding=verified.key_binding,
-        status=status_reference,
-        header=verified.header,
+    disclosed_names = {path[0] for path in verified.disclosed_paths}  # top-level claim names
+    if not NON_SELECTIVELY_DISCLOSABLE.isdisjoint(disclosed_names):
+        name = min(NON_SELECTIVELY_DISCLOSABLE.intersection(disclosed_names))
+        raise SDJWTVCError(f"{name!r} must not be delivered in a disclosure")
+    # sdjwt.verify has already checked iat, nbf and exp as NumericDates.
+    status_reference = _check_plain_claims(verified.claims, check_times=False)
+    claims = verified.claims
+    return VerifiedVC(  # positional: vct, issuer, claims, disclosed_paths, key_binding, ...
+        claims["vct"],
+        claims.get("iss"),
+        claims,
+        verified.disclosed_paths,
+        verified.key_binding,
+        status_reference,
+        verified.header,
     )
 
 

@@ -15,6 +15,7 @@ request bodies, DCQL queries, metadata) is parsed here, so the rules live in one
 from __future__ import annotations
 
 import json
+from json import encoder as json_encoder
 from typing import Any
 
 MAX_DEPTH = 64
@@ -39,7 +40,7 @@ def _object_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 def _parse_int(text: str) -> int:
-    if len(text.lstrip("-")) > MAX_INT_DIGITS:
+    if len(text) > MAX_INT_DIGITS and len(text.lstrip("-")) > MAX_INT_DIGITS:
         raise StrictJSONError(f"integer with more than {MAX_INT_DIGITS} digits")
     return int(text)
 
@@ -96,9 +97,14 @@ def loads(data: str | bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Any:
             data = data.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise StrictJSONError("JSON text is not valid UTF-8") from exc
-    start = 0 if data[:1] not in _WHITESPACE else len(data) - len(data.lstrip(_WHITESPACE))
     try:
-        value, end = _SCAN_ONCE(data, start)
+        try:
+            value, end = _SCAN_ONCE(data, 0)
+        except StopIteration:  # nothing parses at 0: perhaps leading whitespace (RFC 8259 §2)
+            start = len(data) - len(data.lstrip(_WHITESPACE))
+            if not start:
+                raise
+            value, end = _SCAN_ONCE(data, start)
     except RecursionError as exc:
         raise StrictJSONError(f"JSON nested deeper than {MAX_DEPTH} levels") from exc
     except StrictJSONError:
@@ -107,9 +113,10 @@ def loads(data: str | bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Any:
         raise StrictJSONError("malformed JSON") from exc
     if end != len(data) and data[end:].strip(_WHITESPACE):
         raise StrictJSONError("trailing data after JSON value")
-    # Every nesting level opens a bracket, so few brackets prove shallow nesting cheaply.
+    # Every nesting level opens and closes a bracket, so a short text or few brackets prove
+    # shallow nesting cheaply.
     if (
-        len(data) > MAX_DEPTH
+        len(data) > 2 * MAX_DEPTH
         and data.count("[") + data.count("{") > MAX_DEPTH
         and depth(value) > MAX_DEPTH
     ):
@@ -139,8 +146,31 @@ def _reject_escaped_controls(value: Any) -> None:
 
 
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+# The C encoder that _ENCODER.encode builds on every call, built once. Without a markers dict
+# (which could not be shared between threads) a circular value ends in RecursionError, which
+# dumps reports as the ValueError json would have raised.
+_C_ENCODE = (
+    None
+    if json_encoder.c_make_encoder is None
+    else json_encoder.c_make_encoder(
+        None,  # markers
+        _ENCODER.default,
+        json_encoder.encode_basestring,  # ensure_ascii=False
+        None,  # indent
+        ":",
+        ",",
+        False,  # sort_keys
+        False,  # skipkeys
+        True,  # allow_nan, as _ENCODER
+    )
+)
 
 
 def dumps(value: Any) -> str:
     """Compact JSON for signing: no whitespace, UTF-8 characters kept as they are."""
-    return _ENCODER.encode(value)
+    if _C_ENCODE is None:
+        return _ENCODER.encode(value)
+    try:
+        return "".join(_C_ENCODE(value, 0))
+    except RecursionError:
+        raise ValueError("Circular reference detected (or nesting too deep)") from None
