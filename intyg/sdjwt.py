@@ -531,6 +531,9 @@ def verify(
         jose.check_time_claims(claims, now=now, leeway=leeway, require=required_claims)
     except jose.JoseError as exc:
         raise SDJWTError(f"SD-JWT: {exc}") from exc
+    for name in required_claims:  # §7.1 step 6: required claims present after processing
+        if name not in claims:
+            raise SDJWTError(f"SD-JWT: missing required claim {name[:40]!r}")
     kb_claims = None
     if require_key_binding:
         kb_claims = verify_key_binding(

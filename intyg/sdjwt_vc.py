@@ -86,7 +86,7 @@ def _check_issuer_payload(payload: Mapping[Any, Any]) -> dict[str, Any]:
                 raise SDJWTVCError(f"{name!r} must not be selectively disclosable")
         if not marked:
             plain[name] = value
-    _check_plain_claims(plain)
+    check_vc_claims(plain)
     return plain
 
 
@@ -110,7 +110,7 @@ def _contains_sd(value: Any) -> bool:
     return False
 
 
-def _check_plain_claims(claims: Mapping[str, Any], *, check_times: bool = True) -> Any:
+def check_vc_claims(claims: Mapping[str, Any], *, check_times: bool = True) -> Any:
     """§3.2.2.1-2 claim types, shared by issuer and verifier; returns the status reference.
 
     ``check_times=False`` skips the NumericDate checks of ``iat``, ``nbf`` and ``exp`` for a
@@ -187,7 +187,7 @@ def verify_vc(
         name = min(NON_SELECTIVELY_DISCLOSABLE.intersection(disclosed_names))
         raise SDJWTVCError(f"{name!r} must not be delivered in a disclosure")
     # sdjwt.verify has already checked iat, nbf and exp as NumericDates.
-    status_reference = _check_plain_claims(verified.claims, check_times=False)
+    status_reference = check_vc_claims(verified.claims, check_times=False)
     claims = verified.claims
     return VerifiedVC(  # positional: vct, issuer, claims, disclosed_paths, key_binding, ...
         claims["vct"],

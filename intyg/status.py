@@ -213,17 +213,18 @@ def parse_status_reference(status_claim: Mapping[str, Any]) -> StatusListReferen
     ``{"status_list": {"idx": non-negative integer, "uri": URI}}``; other members of ``status``
     and of ``status_list`` are ignored (the draft allows extensions).
     """
-    if not isinstance(status_claim, Mapping):
+    # Parsed JSON gives dicts: test that first, the Mapping ABC check only for other callers.
+    if type(status_claim) is not dict and not isinstance(status_claim, Mapping):
         raise StatusError("status claim must be a JSON object")
     reference = status_claim.get("status_list")
-    if not isinstance(reference, Mapping):
+    if type(reference) is not dict and not isinstance(reference, Mapping):
         raise StatusError("status claim has no status_list object")
     idx, uri = reference.get("idx"), reference.get("uri")
     if type(idx) is not int or idx < 0:
         raise StatusError("status_list.idx must be a non-negative integer")
     if not _is_uri(uri):
         raise StatusError("status_list.uri must be a URI")
-    return StatusListReference(idx=idx, uri=uri)
+    return StatusListReference(idx, uri)
 
 
 @dataclass(frozen=True)

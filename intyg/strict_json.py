@@ -145,7 +145,8 @@ def _reject_escaped_controls(value: Any) -> None:
                 raise StrictJSONError("lone surrogate in a string") from exc
 
 
-_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+# allow_nan=False: NaN and Infinity are not JSON, and loads() refuses them (T018/T113).
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 # The C encoder that _ENCODER.encode builds on every call, built once. Without a markers dict
 # (which could not be shared between threads) a circular value ends in RecursionError, which
 # dumps reports as the ValueError json would have raised.
@@ -161,7 +162,7 @@ _C_ENCODE = (
         ",",
         False,  # sort_keys
         False,  # skipkeys
-        True,  # allow_nan, as _ENCODER
+        False,  # allow_nan, as _ENCODER
     )
 )
 

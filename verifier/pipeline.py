@@ -314,7 +314,7 @@ class Pipeline:
                 if path[0] in sdjwt_vc.NON_SELECTIVELY_DISCLOSABLE:
                     raise sdjwt.SDJWTError(f"{path[0]!r} must not be delivered in a disclosure")
             # The verifier-side SD-JWT VC claim rules; one owner (intyg.sdjwt_vc).
-            reference = sdjwt_vc._check_plain_claims(claims, check_times=False)
+            reference = sdjwt_vc.check_vc_claims(claims, check_times=False)
         except sdjwt.SDJWTError as exc:
             add(DISCLOSURES, FAILED, str(exc))
             return

@@ -418,3 +418,17 @@ def test_audience_exact_match_accepted() -> None:
 def test_unencodable_payload_refused_at_signing(es256: jose.Key) -> None:
     with pytest.raises(jose.JoseError, match="not valid Unicode"):
         jose.encode_jws({"a": "\ud800"}, es256)
+
+
+@given(st.integers(0, 2**256 - 1), st.integers(0, 2**256 - 1))
+def test_ecdsa_der_signature_matches_cryptography(r: int, s: int) -> None:
+    from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+    raw = r.to_bytes(32, "big") + s.to_bytes(32, "big")
+    assert jose.ecdsa_der_signature(raw) == encode_dss_signature(r, s)
+
+
+@given(st.binary(max_size=200))
+def test_b64url_decode_sha256_matches_separate_steps(data: bytes) -> None:
+    text = jose.b64url_encode(data)
+    assert jose.b64url_decode_sha256(text) == (jose.b64url_decode(text), jose.sha256_b64url(text))

@@ -662,3 +662,25 @@ def test_any_subset_verifies_and_reveals_exactly_the_selection(payload: dict, da
     selected = data.draw(st.lists(st.sampled_from(paths), unique=True) if paths else st.just([]))
     result = verify_plain(sdjwt.present(issued, selected))
     assert result.claims == view(payload, [tuple(s) for s in selected])
+
+
+# -- added with the performance pass: the fast paths keep every rule ----------------------------
+
+
+def test_object_disclosure_with_null_name_rejected() -> None:
+    """A 3-element Disclosure must name its claim with a string (RFC 9901 §4.2.1)."""
+    issuer = jose.generate_key()
+    encoded = jose.b64url_encode(json.dumps(["c2FsdHNhbHRzYWx0", None, "x"]).encode())
+    payload = {"_sd": [sdjwt.digest(encoded)], "_sd_alg": "sha-256"}
+    token = jose.encode_jws(payload, issuer) + "~" + encoded + "~"
+    with pytest.raises(sdjwt.SDJWTError, match="claim name must be a string"):
+        sdjwt.verify(token, issuer, require_key_binding=False)
+
+
+def test_required_claims_must_be_present() -> None:
+    issuer = jose.generate_key()
+    token = sdjwt.issue({"iss": "https://issuer.example", sdjwt.SD("vct"): "x"}, issuer)
+    with pytest.raises(sdjwt.SDJWTError, match="missing required claim 'status'"):
+        sdjwt.verify(token, issuer, require_key_binding=False, required_claims=("status",))
+    verified = sdjwt.verify(token, issuer, require_key_binding=False, required_claims=("iss",))
+    assert verified.claims["iss"] == "https://issuer.example"

@@ -116,3 +116,15 @@ def test_malformed_rejected(text: str) -> None:
 def test_dumps_is_compact_and_keeps_unicode() -> None:
     assert strict_json.dumps({"namn": "Möbius", "n": [1, 2]}) == '{"namn":"Möbius","n":[1,2]}'
     assert json.loads(strict_json.dumps({"a": 1})) == {"a": 1}
+
+
+@given(json_values)
+def test_dumps_matches_the_standard_encoder(value) -> None:
+    expected = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    assert strict_json.dumps(value) == expected
+
+
+@pytest.mark.parametrize("number", [float("nan"), float("inf"), float("-inf")])
+def test_dumps_refuses_non_json_numbers(number: float) -> None:
+    with pytest.raises(ValueError):
+        strict_json.dumps({"a": number})
