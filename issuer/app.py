@@ -52,6 +52,7 @@ ROUTERS: tuple[str, ...] = (
     "issuer.app:published",
     "issuer.backoffice:router",
     "issuer.pages:router",
+    "issuer.oid4vci:router",
 )
 JWKS_MEDIA_TYPE = "application/jwk-set+json"
 #: Key documents change only on rotation; old keys stay published long after.
