@@ -28,12 +28,9 @@ from eid.app import create_app as create_eid_app
 from eid.settings import EidClient, EidSettings
 from intyg import jose, oid4vci, sdjwt, sdjwt_vc, status, vcdm, x509
 from intyg.web import db
-from intyg.web.crypto_store import record_aad
 from intyg.web.oidc import OidcConfig
 from issuer import offers, records
 from issuer.app import IssuerContext, create_app
-from issuer.db import migrate
-from issuer.keys import DEV_CA
 from issuer.models import (
     AccessToken,
     AuditEntry,
@@ -42,7 +39,6 @@ from issuer.models import (
     Issuance,
     MYHQualification,
     Person,
-    SigningKey,
     StatusEntry,
 )
 from tests.eid.servers import bound_socket, serve
@@ -176,31 +172,6 @@ class Harness:
         return x509.validate_x5c(header["x5c"], [self.anchor()], now=self.clock()).key
 
 
-def seed_dev_ca(ctx: IssuerContext) -> None:
-    """Work-around: issuer/keys.py names the MYH development CA
-    "Myndigheten för yrkeshögskolan development CA (not for production)", longer than the
-    64 characters X.509 allows for a CN, so a fresh MYH instance cannot start. Seed the CA
-    row (the form keys.py stores) with a shorter name until keys.py is fixed."""
-    migrate(ctx.engine)
-    key, cert = x509.make_ca("MYH development CA (not for production)", country="SE")
-    assert key.kid is not None
-    with db.session(ctx.engine) as unit:
-        if unit.scalars(sa.select(SigningKey).where(SigningKey.purpose == DEV_CA)).first():
-            return
-        unit.add(
-            SigningKey(
-                kid=key.kid,
-                purpose=DEV_CA,
-                alg=key.alg,
-                public_jwk=key.public_jwk(),
-                sealed_private_jwk=ctx.store.seal_key(key, record_aad("signing_key", key.kid)),
-                certificate_chain_pem=x509.cert_to_pem(cert),
-                created_at=ctx.clock(),
-                not_after=int(cert.not_valid_after_utc.timestamp()),
-            )
-        )
-
-
 @contextmanager
 def make_harness(
     database_url: str,
@@ -221,8 +192,6 @@ def make_harness(
         **overrides,
     )
     app = create_app(settings, clock=clock, engine=engine)
-    if agency == "myh":
-        seed_dev_ca(app.state.issuer)
     with TestClient(app, base_url=ISSUER_URL) as client:
         yield Harness(client, app.state.issuer, provider, clock)
 
