@@ -176,3 +176,17 @@ def _number_date(digits: str) -> date:
         raise PersonnummerError(
             "day is not valid for the month (nor, with 60 added, as a samordningsnummer)"
         ) from None
+
+
+#: Digit runs that could be a 10- or 12-digit number with an optional separator.
+_CANDIDATE = re.compile(r"(?<![0-9])(?:[0-9]{8}|[0-9]{6})[-+]?[0-9]{4}(?![0-9])")
+
+
+def contains_personal_number(text: str, *, today: date | None = None) -> bool:
+    """True if ``text`` contains a valid personnummer or samordningsnummer anywhere.
+
+    For guards that keep personal numbers out of logs and audit records; a digit run is
+    only reported when it passes every rule of :func:`parse` (so dates, amounts and ids
+    rarely trip it).
+    """
+    return any(is_valid(match, today=today) for match in _CANDIDATE.findall(text))

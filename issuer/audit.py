@@ -9,14 +9,13 @@ There is no update or delete here on purpose.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Mapping
 from typing import Any
 
 import sqlalchemy as sa
 
-from intyg import personnummer
 from intyg.web import db
+from intyg.web.audit import AuditError, check_no_personal_numbers
 
 from .models import AuditEntry
 
@@ -24,39 +23,10 @@ __all__ = ["AuditError", "entries", "record", "reference"]
 
 logger = logging.getLogger("issuer.audit")
 
-#: Digit runs that could be a 10- or 12-digit number with an optional separator.
-_CANDIDATE = re.compile(r"(?<![0-9])(?:[0-9]{8}|[0-9]{6})[-+]?[0-9]{4}(?![0-9])")
-MAX_DETAIL_DEPTH = 8
-
-
-class AuditError(ValueError):
-    """An audit entry was refused (it would have stored a personal identity number)."""
-
 
 def reference(kind: str, identifier: object) -> str:
     """A subject reference such as ``issuance:5b0c…``."""
     return f"{kind}:{identifier}"
-
-
-def _has_personal_number(text: str) -> bool:
-    return any(personnummer.is_valid(match) for match in _CANDIDATE.findall(text))
-
-
-def _check(value: Any, depth: int = 0) -> None:
-    if depth > MAX_DETAIL_DEPTH:
-        raise AuditError("audit details are nested too deeply")
-    if isinstance(value, str):
-        if _has_personal_number(value):
-            raise AuditError("audit entries must not contain personal identity numbers")
-    elif isinstance(value, Mapping):
-        for key, item in value.items():
-            _check(str(key), depth + 1)
-            _check(item, depth + 1)
-    elif isinstance(value, list | tuple):
-        for item in value:
-            _check(item, depth + 1)
-    elif isinstance(value, int) and not isinstance(value, bool):
-        _check(str(value), depth + 1)
 
 
 def record(
@@ -70,7 +40,7 @@ def record(
 ) -> AuditEntry:
     """Append an entry in the caller's transaction (so it commits with the action)."""
     for value in (actor, action, subject, dict(details or {})):
-        _check(value)
+        check_no_personal_numbers(value)
     entry = AuditEntry(
         at=now, actor=actor, action=action, subject=subject, details=dict(details or {})
     )
