@@ -247,3 +247,9 @@ def bitstring_status_list(list_id: int, ctx: Context) -> Response:
         return _serve(ctx.publisher.bitstring_credential(list_id))
     except LookupError:
         raise HTTPException(404) from None
+
+
+def create_app_from_env() -> FastAPI:
+    """uvicorn factory (``uvicorn issuer.app:create_app_from_env --factory``): settings from the
+    environment (``INTYG_ISSUER_*``), as ``intyg up`` and docker-compose start the service."""
+    return create_app(IssuerSettings())

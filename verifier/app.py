@@ -250,3 +250,9 @@ def dev_trust_anchor(ctx: Context) -> PlainTextResponse:
     if pem is None:
         raise HTTPException(404)
     return PlainTextResponse(pem, media_type="application/x-pem-file")
+
+
+def create_app_from_env() -> FastAPI:
+    """uvicorn factory (``uvicorn verifier.app:create_app_from_env --factory``): settings from the
+    environment (``INTYG_VERIFIER_*``), as ``intyg up`` and docker-compose start the service."""
+    return create_app(VerifierSettings())
