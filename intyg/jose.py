@@ -437,6 +437,28 @@ def encode_jws(
     return signing_input.decode("ascii") + "." + b64url_encode(key.sign(signing_input))
 
 
+def _decode_header(segment: str, max_bytes: int) -> dict[str, Any]:
+    """RFC 7515 §5.2 steps 2-4 for the protected header."""
+    try:
+        header = strict_json.loads(b64url_decode(segment), max_bytes=max_bytes)
+    except strict_json.StrictJSONError as exc:
+        raise JoseError(f"JWS header: {exc}") from exc
+    if not isinstance(header, dict) or not isinstance(header.get("alg"), str):
+        raise JoseError("JWS header must be an object with a string alg")
+    return header
+
+
+#: Protected headers repeat (every credential of an issuer, every KB-JWT), so decoding them is
+#: memoised like JWK imports; only the decoding: every check still runs on every token, and a
+#: refused header is never cached (lru_cache does not keep exceptions).
+MAX_CACHED_HEADER_SEGMENT = 4096
+
+
+@lru_cache(maxsize=512)
+def _cached_header(segment: str) -> dict[str, Any]:
+    return _decode_header(segment, MAX_CACHED_HEADER_SEGMENT)
+
+
 def parse_jws(token: str, *, max_bytes: int = MAX_TOKEN_BYTES) -> CompactJWS:
     """Split and decode a compact JWS without verifying it (size checked first, T013)."""
     if not isinstance(token, str):
@@ -449,12 +471,10 @@ def parse_jws(token: str, *, max_bytes: int = MAX_TOKEN_BYTES) -> CompactJWS:
     header_segment, payload_segment, signature_segment = parts
     if not header_segment or not signature_segment:
         raise JoseError("empty JWS header or signature")
-    try:
-        header = strict_json.loads(b64url_decode(header_segment), max_bytes=max_bytes)
-    except strict_json.StrictJSONError as exc:
-        raise JoseError(f"JWS header: {exc}") from exc
-    if not isinstance(header, dict) or not isinstance(header.get("alg"), str):
-        raise JoseError("JWS header must be an object with a string alg")
+    if len(header_segment) <= MAX_CACHED_HEADER_SEGMENT:
+        header = dict(_cached_header(header_segment))  # a copy: callers may not share it
+    else:
+        header = _decode_header(header_segment, max_bytes)
     payload = b64url_decode(payload_segment)  # refuses non-ASCII before the encode below
     signature = b64url_decode(signature_segment)
     signing_input = token[: len(token) - len(signature_segment) - 1].encode("ascii")

@@ -432,3 +432,18 @@ def test_ecdsa_der_signature_matches_cryptography(r: int, s: int) -> None:
 def test_b64url_decode_sha256_matches_separate_steps(data: bytes) -> None:
     text = jose.b64url_encode(data)
     assert jose.b64url_decode_sha256(text) == (jose.b64url_decode(text), jose.sha256_b64url(text))
+
+
+def test_cached_header_is_a_private_copy(es256: jose.Key) -> None:
+    token = jose.encode_jws({"a": 1}, es256, {"typ": "kb+jwt"})
+    first = jose.parse_jws(token)
+    first.header["alg"] = "none"  # a caller scribbling on its header ...
+    assert jose.parse_jws(token).header["alg"] == "ES256"  # ... does not reach the next one
+
+
+def test_refused_header_is_refused_every_time(es256: jose.Key) -> None:
+    header = '{"alg":"ES256","alg":"none"}'
+    token = f"{b64(header)}.{b64('{}')}.{b64(b'x' * 64)}"
+    for _ in range(2):
+        with pytest.raises(jose.JoseError, match="duplicate member"):
+            jose.parse_jws(token)
