@@ -1,1 +1,2 @@
-"""Cloud holder wallet service. Built in issue 4."""
+"""Cloud holder wallet service (issue 4): eID login, receiving credentials over OpenID4VCI,
+credential pages. See docs/wallet.md."""

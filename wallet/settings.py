@@ -1,0 +1,95 @@
+"""Wallet settings (design.md "Deployment shapes"): ``INTYG_WALLET_*`` variables.
+
+The wallet is an OAuth client of every issuer (OpenID4VCI) and the authorization endpoint of
+every verifier (OpenID4VP). What it trusts is configured here: the eID provider people log
+in with, PEM trust anchors for issuer ``x5c`` chains and for verifier request-object ``x5c``
+chains, and a registry file of known verifiers. It is its own wallet provider (HAIP wallet
+attestation): ``provider_key_file`` + ``provider_cert_chain_file`` in production, a
+development CA generated on first start otherwise (wallet/keys.py).
+
+Outbound fetches (offers by reference, issuer and AS metadata, status lists, request URIs)
+follow :meth:`outbound_policy`: https and public addresses only outside development
+(security.md T085); in development http to loopback is allowed so the services of
+``intyg up`` can reach each other.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import ClassVar
+from urllib.parse import urlsplit
+
+from pydantic import Field, model_validator
+from pydantic_settings import SettingsConfigDict
+
+from intyg.web.oidc import OidcConfig
+from intyg.web.settings import ServiceSettings
+
+__all__ = ["WalletSettings"]
+
+
+class WalletSettings(ServiceSettings):
+    """Settings of the wallet service."""
+
+    model_config = SettingsConfigDict(env_prefix="INTYG_WALLET_", extra="ignore", frozen=True)
+
+    service_name: ClassVar[str] = "wallet"
+
+    #: The eID provider people log in with (``INTYG_WALLET_EID`` as JSON, docs/eid.md).
+    #: ``redirect_uri`` is ``<public_base_url>/login/callback``.
+    eid: OidcConfig | None = None
+    session_seconds: int = Field(default=1800, ge=60, le=12 * 3600)
+
+    # -- trust -----------------------------------------------------------------------------
+    #: PEM files with trust anchors for issuer signatures (``x5c`` in credentials).
+    issuer_trust_anchors: tuple[Path, ...] = ()
+    #: PEM files with trust anchors for verifiers' signed request objects.
+    verifier_trust_anchors: tuple[Path, ...] = ()
+    #: JSON file: known verifiers (name, organisation number, registered needs).
+    verifier_registry_file: Path | None = None
+
+    # -- the wallet as its own wallet provider (HAIP wallet attestation) -------------------
+    #: OAuth ``client_id`` shared by all instances (attestation ``sub``); default: base URL.
+    client_id: str | None = None
+    wallet_name: str = "intyg wallet"
+    #: Production: PEM private key (P-256) and chain (leaf first, never the anchor).
+    provider_key_file: Path | None = None
+    provider_cert_chain_file: Path | None = None
+    attestation_ttl: int = Field(default=3600, ge=60, le=86400)
+
+    # -- issuance --------------------------------------------------------------------------
+    #: Lifetime of a pending issuance (offer shown, waiting for the person).
+    issuance_ttl: int = Field(default=900, ge=60)
+    #: Upper bound of holder keys (credential instances) asked for in one batch.
+    max_batch_size: int = Field(default=5, ge=1, le=20)
+    #: How long a fetched status is trusted before the list is fetched again (seconds).
+    status_cache_seconds: int = Field(default=300, ge=0)
+
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+
+    @model_validator(mode="after")
+    def _provider_files_together(self) -> WalletSettings:
+        if (self.provider_key_file is None) != (self.provider_cert_chain_file is None):
+            raise ValueError("provider_key_file and provider_cert_chain_file go together")
+        return self
+
+    @property
+    def oauth_client_id(self) -> str:
+        return self.client_id or self.public_base_url
+
+    @property
+    def host(self) -> str:
+        """Host name of the base URL, for the provider certificate's SAN DNS name."""
+        return urlsplit(self.public_base_url).hostname or ""
+
+    @property
+    def host_is_ip(self) -> bool:
+        try:
+            ipaddress.ip_address(self.host)
+        except ValueError:
+            return False
+        return True
+
+    def url(self, path: str) -> str:
+        return self.public_base_url + path
