@@ -9,7 +9,7 @@ no private targets, size and time limits, no cross-host redirects), tests pass a
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 class FetchError(Exception):
@@ -22,6 +22,9 @@ class FetchResponse:
 
     body: bytes
     content_type: str = "application/json"
+    #: Response headers a protocol needs (lower-case names), e.g. ``dpop-nonce``,
+    #: ``retry-after``, ``cache-control``, ``www-authenticate``.
+    headers: Mapping[str, str] = field(default_factory=dict)
 
 
 #: ``fetch(url, accept)`` returns the 2xx response or raises :class:`FetchError`.

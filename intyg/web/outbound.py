@@ -719,10 +719,24 @@ def _too_large(limit: int) -> OutboundError:
     return OutboundError(f"response larger than {limit} bytes", reason="too_large")
 
 
+#: Response headers handed to callers: the ones a protocol step reads (RFC 9449 DPoP-Nonce,
+#: RFC 6750 WWW-Authenticate, retry and cache hints). Cookies and the rest stay here.
+PASSED_HEADERS = (
+    "dpop-nonce",
+    "www-authenticate",
+    "retry-after",
+    "cache-control",
+    "content-language",
+    "oauth-client-attestation-challenge",
+)
+
+
 def _outcome(response: httpx.Response, body: bytes) -> FetchResponse:
     """2xx becomes a FetchResponse; anything else a ``status`` error with the bounded body."""
     result = FetchResponse(
-        body, response.headers.get("content-type", "application/octet-stream").strip()
+        body,
+        response.headers.get("content-type", "application/octet-stream").strip(),
+        {name: response.headers[name] for name in PASSED_HEADERS if name in response.headers},
     )
     if 200 <= response.status_code < 300:
         return result

@@ -526,3 +526,23 @@ async def test_async_policy_refusals(https_server: LoopbackServer, tls: TLSMater
         )
     assert response.body == b'{"ok":true}'
     assert [path for _, path, _, _ in https_server.requests] == ["/doc"]
+
+
+def test_protocol_headers_passed_on_and_cookies_kept_back(http_server: LoopbackServer) -> None:
+    """RFC 9449 §8: a wallet must read DPoP-Nonce, also from an error response."""
+
+    def dpop_nonce(handler: BaseHTTPRequestHandler) -> None:
+        reply(
+            handler,
+            400,
+            b'{"error":"use_dpop_nonce"}',
+            headers={"DPoP-Nonce": "n-1", "Set-Cookie": "track=1", "Retry-After": "2"},
+        )
+
+    http_server.routes["/token"] = dpop_nonce
+    with OutboundClient(DEV) as client, pytest.raises(OutboundError) as raised:
+        client.post_form(http_server.url("/token"), {"grant_type": "x"})
+    assert raised.value.response is not None
+    headers = raised.value.response.headers
+    assert headers["dpop-nonce"] == "n-1" and headers["retry-after"] == "2"
+    assert "set-cookie" not in headers
