@@ -6,7 +6,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -27,16 +27,126 @@ def main() -> None:
     """intyg: verifiable credentials for Sweden's skills and lifelong-learning data."""
 
 
+def _port_option(service: str, help_text: str) -> Any:
+    from intyg.web.embedded import DEFAULT_PORTS, PORT_OPTIONS
+
+    option, variable = PORT_OPTIONS[service]
+    return typer.Option(
+        option, envvar=variable, help=f"{help_text} (default {DEFAULT_PORTS[service]}).",
+        min=1, max=65535,
+    )  # fmt: skip
+
+
 @app.command()
-def up() -> None:
-    """Start the embedded system (issuers, wallet, verifier, development eID)."""
-    typer.echo(
-        "intyg core is installed. The services (issuer, wallet, verifier, eID) are not built yet;\n"
-        "what exists today is the command line:\n"
-        "  intyg decode TOKEN   show a JWT / SD-JWT / SD-JWT+KB with its disclosures\n"
-        "  intyg keys new       write a new signing key (JWK)\n"
-        "Run `intyg --help` for details."
+def up(
+    data_dir: Annotated[
+        Path, typer.Option(envvar="INTYG_DATA_DIR", help="Folder for every service's data.")
+    ] = Path("data"),
+    eid_port: Annotated[int, _port_option("eid", "Development eID port")] = 8400,
+    af_port: Annotated[int, _port_option("issuer-af", "Arbetsförmedlingen issuer port")] = 8401,
+    myh_port: Annotated[int, _port_option("issuer-myh", "MYH issuer port")] = 8402,
+    wallet_port: Annotated[int, _port_option("wallet", "Wallet port")] = 8403,
+    verifier_port: Annotated[int, _port_option("verifier", "Verifier port")] = 8404,
+) -> None:
+    """Start the embedded system on loopback: development eID, Arbetsförmedlingen and MYH
+    issuers, verifier and wallet (Ctrl-C stops everything; data is kept)."""
+    from intyg.web import embedded
+
+    ports = {
+        "eid": eid_port, "issuer-af": af_port, "issuer-myh": myh_port,
+        "wallet": wallet_port, "verifier": verifier_port,
+    }  # fmt: skip
+    if len(set(ports.values())) != len(ports):
+        typer.echo("intyg up: every service needs its own port", err=True)
+        raise typer.Exit(2)
+    layout = embedded.Layout(data_dir.resolve(), ports)
+    try:
+        code = embedded.run(layout, lambda line: typer.echo(line), _up_summary)
+    except embedded.EmbeddedError as exc:
+        typer.echo(f"intyg up: {exc}", err=True)
+        code = 1
+    raise typer.Exit(code)
+
+
+#: What the sample records (intyg/web/embedded.py) give each eID test person.
+SAMPLE_HOLDINGS = {
+    "anna": "AF registration + MYH qualification (journeys A and B)",
+    "erik": "AF registration",
+    "bjorn": "AF registration",
+    "fatima": "MYH qualification",
+    "lars-olof": "samordningsnummer",
+    "maja": "eID below LoA3: login is refused",
+}
+
+
+def _up_summary(layout: Any, secrets: Any) -> list[str]:
+    """What `intyg up` prints once everything answers: URLs, test persons, first steps."""
+    from eid.persons import TEST_PERSONS  # data only: the test persons' table
+    from intyg.web.embedded import READY_MARKER, SERVICES
+
+    lines = ["", f"{READY_MARKER}:"]
+    lines += [f"  {s.title:<30} {layout.url(s.name)}" for s in SERVICES]
+    lines += [
+        f"  {'Issuer back-office API docs':<30} {layout.url('issuer-af')}/docs",
+        "",
+        "Test persons (pick one on the development eID page):",
+    ]
+    for person in TEST_PERSONS:
+        digits = person.number.twelve_digits  # invented test numbers, shown on purpose
+        has = SAMPLE_HOLDINGS.get(person.id, "no records")
+        lines.append(f"  {person.name:<20} {digits[:8]}-{digits[8:]}  {person.eid:<15} {has}")
+    lines += [
+        "",
+        "Try first:",
+        f"  1. Open the wallet {layout.url('wallet')}/ and log in as Anna Andersson.",
+        f"  2. Open the Arbetsförmedlingen page {layout.url('issuer-af')}/ , log in as Anna,",
+        "     and add the registration certificate to the wallet (same-device link or QR).",
+        f"  3. Do the same at the MYH page {layout.url('issuer-myh')}/ (her qualification).",
+        "  4. As the employer, create a request with the verifier API (docs/verifier.md):",
+        f"     curl -u dev-employer:<secret> ... {layout.url('verifier')}/api/v1/transactions",
+        "     and open its request_link in the wallet (/authorize?...): consent, then check",
+        "     the result with GET /api/v1/transactions/<id>.",
+        "  Or let `intyg demo` do journeys A and B for you (in another terminal).",
+        "",
+        f"Development secrets (back office, employer API): {layout.data_dir}/dev-secrets.json",
+        f"Logs: {layout.logs_dir}/<service>.log",
+        "Press Ctrl-C to stop; `intyg up` again continues with the same data.",
+    ]
+    return lines
+
+
+@app.command()
+def demo(
+    data_dir: Annotated[
+        Path, typer.Option(envvar="INTYG_DATA_DIR", help="The data folder of `intyg up`.")
+    ] = Path("data"),
+    eid_port: Annotated[int, _port_option("eid", "Development eID port")] = 8400,
+    af_port: Annotated[int, _port_option("issuer-af", "Arbetsförmedlingen issuer port")] = 8401,
+    myh_port: Annotated[int, _port_option("issuer-myh", "MYH issuer port")] = 8402,
+    wallet_port: Annotated[int, _port_option("wallet", "Wallet port")] = 8403,
+    verifier_port: Annotated[int, _port_option("verifier", "Verifier port")] = 8404,
+) -> None:
+    """Run journeys A and B against a running `intyg up` (a scripted person and employer)."""
+    import httpx
+
+    from intyg.demo import DemoError, Endpoints, load_secrets, run_demo
+
+    def url(port: int) -> str:
+        return f"http://127.0.0.1:{port}"
+
+    endpoints = Endpoints(
+        url(eid_port), url(af_port), url(myh_port), url(wallet_port), url(verifier_port)
     )
+    try:
+        run_demo(endpoints, load_secrets(data_dir.resolve()), lambda line: typer.echo(line))
+    except DemoError as exc:
+        typer.echo(f"intyg demo failed: {exc}", err=True)
+        raise typer.Exit(1) from None
+    except httpx.HTTPError as exc:
+        typer.echo(
+            f"intyg demo: cannot reach the services ({exc}); is `intyg up` running?", err=True
+        )
+        raise typer.Exit(1) from None
 
 
 @app.command()
