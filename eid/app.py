@@ -134,6 +134,17 @@ def create_app(settings: EidSettings) -> FastAPI:
             "ui_locales_supported": ["sv", "en"],
         }
 
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> dict[str, str]:
+        """Liveness: the process answers."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", include_in_schema=False)
+    def readyz() -> dict[str, str]:
+        """Readiness: the signing key is loaded and the code store answers."""
+        store.ping()
+        return {"status": "ready"}
+
     @app.get("/jwks")
     def jwks() -> dict[str, Any]:
         return {"keys": [{**key.public_jwk(), "use": "sig", "alg": "ES256"}]}

@@ -39,6 +39,11 @@ class EidStore:
     def _now(self) -> int:
         return int(self._clock())
 
+    def ping(self) -> None:
+        """Readiness: the store answers a query (raises sqlite3.Error otherwise)."""
+        with self._lock:
+            self._connection.execute("SELECT 1").fetchone()
+
     def put(self, kind: str, key: str, data: dict[str, Any], ttl: int) -> None:
         with self._lock:
             self._connection.execute("DELETE FROM item WHERE expires_at <= ?", (self._now(),))

@@ -122,6 +122,11 @@ def test_discovery(client: TestClient) -> None:
     assert doc["authorization_response_iss_parameter_supported"] is True
 
 
+def test_health_and_readiness(client: TestClient) -> None:
+    assert client.get("/healthz").json() == {"status": "ok"}
+    assert client.get("/readyz").json() == {"status": "ready"}
+
+
 def test_jwks_has_the_public_key_only(client: TestClient) -> None:
     (jwk,) = client.get("/jwks").json()["keys"]
     assert jwk["kty"] == "EC" and jwk["alg"] == "ES256" and "d" not in jwk
