@@ -883,11 +883,14 @@ def error_response(
     return body
 
 
-def parse_response_endpoint_reply(body: bytes | str | Mapping[str, Any]) -> str | None:
+def parse_response_endpoint_reply(
+    body: bytes | str | Mapping[str, Any], *, allow_http: bool = False
+) -> str | None:
     """§8.2: the Response Endpoint's JSON reply; its ``redirect_uri`` if any.
 
     Only an ``https`` URI is followed (T073: no ``javascript:``, ``data:``, ``http:`` or
-    custom schemes).
+    custom schemes). ``allow_http`` (development only, like :func:`parse_request_link`)
+    also accepts ``http`` for verifiers on loopback.
     """
     reply = (
         body
@@ -901,7 +904,8 @@ def parse_response_endpoint_reply(body: bytes | str | Mapping[str, Any]) -> str 
         return None
     if not isinstance(uri, str) or len(uri) > MAX_VALUE_LENGTH:
         raise _fail("redirect_uri must be a string")
-    if not _PRINTABLE_ASCII.fullmatch(uri) or urlsplit(uri).scheme != "https":
+    schemes = ("https", "http") if allow_http else ("https",)
+    if not _PRINTABLE_ASCII.fullmatch(uri) or urlsplit(uri).scheme not in schemes:
         raise _fail("redirect_uri must be an https URL")
     if not urlsplit(uri).hostname:
         raise _fail("redirect_uri must be an absolute https URL")

@@ -49,6 +49,7 @@ ROUTERS: tuple[str, ...] = (
     "wallet.app:published",
     "wallet.pages:router",
     "wallet.consent_pages:router",
+    "wallet.account_pages:router",
 )
 
 
@@ -143,6 +144,22 @@ def _include(app: FastAPI, specs: Sequence[str]) -> None:
         app.include_router(router)
 
 
+class _BodyLimits:
+    """The body limit per request: ``max_import_bytes`` for the backup import (a file of
+    credentials), ``max_body_bytes`` everywhere else."""
+
+    def __init__(self, app: Any, max_body_bytes: int, import_bytes: int) -> None:
+        self.default = BodyLimitMiddleware(app, max_body_bytes=max_body_bytes)
+        self.imports = BodyLimitMiddleware(app, max_body_bytes=import_bytes)
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        chosen = self.imports if scope.get("path") == IMPORT_PATH else self.default
+        await chosen(scope, receive, send)
+
+
+IMPORT_PATH = "/settings/import"
+
+
 def create_app(
     settings: WalletSettings,
     *,
@@ -174,7 +191,9 @@ def create_app(
     app.state.wallet = ctx
     install_error_handlers(app)
     install_database_error_handlers(app)
-    app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        _BodyLimits, max_body_bytes=settings.max_body_bytes, import_bytes=settings.max_import_bytes
+    )
     _include(app, routers)
     from .pages import install  # pages import this module: no cycle at import time
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,9 +42,11 @@ __all__ = [
     "append",
     "canonical",
     "chain_hash",
+    "check_rows",
     "events_about",
     "get_record",
     "list_records",
+    "lock_account",
     "verify_chain",
 ]
 
@@ -67,7 +70,8 @@ def _iso(moment: int) -> str:
     return datetime.datetime.fromtimestamp(moment, datetime.UTC).isoformat().replace("+00:00", "Z")
 
 
-def _lock_account(unit: db.Session, account_id: int) -> str:
+def lock_account(unit: db.Session, account_id: int) -> str:
+    """Lock the account row for the transaction (serialises chain writers); its key."""
     key = unit.scalar(
         sa.select(Account.account_key)
         .where(Account.id == account_id)  # type: ignore[arg-type]
@@ -93,7 +97,7 @@ def append(
     ``body`` gets the common ISO/IEC TS 27560 fields: record id, data subject (the account
     reference, never the personal number), time.
     """
-    account_key = _lock_account(unit, account_id)
+    account_key = lock_account(unit, account_id)
     last = unit.execute(
         sa.select(ConsentRecord.seq, ConsentRecord.record_hash)
         .where(ConsentRecord.account_id == account_id)  # type: ignore[arg-type]
@@ -170,6 +174,16 @@ def verify_chain(ctx: WalletContext, account_id: int) -> ChainReport:
                 .order_by(ConsentRecord.seq)  # type: ignore[arg-type]
             )
         )
+    return check_rows(rows)
+
+
+ChainRow = tuple[int, str, str, dict[str, Any], str, str, str | None, str]
+"""``(seq, prev_hash, record_hash, record, public_id, kind, subject_id, delivery_status)``."""
+
+
+def check_rows(rows: Sequence[ChainRow]) -> ChainReport:
+    """Check a chain in ``seq`` order: links, hashes, rows against records, status cache
+    (shared by :func:`verify_chain` and the import of a backup, wallet/backup.py)."""
     prev = GENESIS
     expected_status: dict[str, str] = {}
     columns: dict[str, tuple[int, str]] = {}

@@ -14,8 +14,9 @@ on the card for ``status_cache_seconds``. Failure to check shows "unknown", neve
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 
@@ -41,30 +42,17 @@ __all__ = [
 log = logging.getLogger("wallet.credentials")
 
 VALID, REVOKED, SUSPENDED, EXPIRED, UNKNOWN = "valid", "revoked", "suspended", "expired", "unknown"
-_LIST_COLUMNS = (
-    WalletCredential.public_id,
-    WalletCredential.format,
-    WalletCredential.credential_issuer,
-    WalletCredential.issuer_display,
-    WalletCredential.display,
-    WalletCredential.received_at,
-    WalletCredential.expires_at,
-    WalletCredential.status,
-    WalletCredential.instance_count,
-)
 
 
-@dataclass(frozen=True)
-class ListItem:
+class ListItem(Protocol):
+    """One card of the list page, in the page language (plain columns, migration 0003)."""
+
     public_id: str
-    format: str
-    credential_issuer: str
-    issuer_display: dict[str, Any]
-    display: dict[str, Any]
+    name: str
+    issuer: str
     received_at: int
     expires_at: int | None
     status: str
-    instance_count: int
 
 
 def effective_status(status: str, expires_at: int | None, now: int) -> str:
@@ -73,15 +61,30 @@ def effective_status(status: str, expires_at: int | None, now: int) -> str:
     return status
 
 
-def list_credentials(ctx: WalletContext, account_id: int) -> list[ListItem]:
-    """One query on ``ix_credentials_account_received``; newest first."""
+def _list_columns(language: str) -> tuple[Any, ...]:
+    suffix = "en" if language == "en" else "sv"
+    return (
+        WalletCredential.public_id,
+        getattr(WalletCredential, f"name_{suffix}").label("name"),
+        getattr(WalletCredential, f"issuer_name_{suffix}").label("issuer"),
+        WalletCredential.received_at,
+        WalletCredential.expires_at,
+        WalletCredential.status,
+    )
+
+
+def list_credentials(
+    ctx: WalletContext, account_id: int, language: str = "sv"
+) -> Sequence[ListItem]:
+    """One query on ``ix_credentials_account_received``, string columns only; newest first."""
     with db.session(ctx.engine, write=False) as unit:
         rows = unit.execute(
-            sa.select(*_LIST_COLUMNS)
+            sa.select(*_list_columns(language))
             .where(WalletCredential.account_id == account_id)  # type: ignore[arg-type]
             .order_by(WalletCredential.received_at.desc(), WalletCredential.id.desc())  # type: ignore[attr-defined,union-attr]
         ).all()
-    return [ListItem(*row) for row in rows]
+    # The rows themselves (named like ListItem's fields): no per-card object to build.
+    return rows  # type: ignore[return-value]
 
 
 def _card(unit: db.Session, account_id: int, public_id: str) -> WalletCredential | None:

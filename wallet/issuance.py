@@ -235,6 +235,22 @@ def pick(display: Mapping[str, Mapping[str, Any]], language: str, fallback: str)
     return {"name": fallback}
 
 
+def card_names(
+    display: Mapping[str, Mapping[str, Any]],
+    issuer_display_: Mapping[str, Mapping[str, Any]],
+    fmt: str,
+    credential_issuer: str,
+) -> dict[str, str]:
+    """The list page's plain name columns of a card (``name_sv`` ... ``issuer_name_en``)."""
+    host = urlsplit(credential_issuer).netloc
+    names: dict[str, str] = {}
+    for language in ("sv", "en"):
+        names[f"name_{language}"] = str(pick(display, language, fmt).get("name") or fmt)[:200]
+        issuer_name = pick(issuer_display_, language, host).get("name") or host
+        names[f"issuer_name_{language}"] = str(issuer_name)[:200]
+    return names
+
+
 # -- 2. a pending session ------------------------------------------------------------------
 
 
@@ -837,15 +853,19 @@ def _store(
     now = ctx.clock()
     expiries = [r.expires_at for r in received if r.expires_at is not None]
     bound = {r.key_id for r in received}
+    shown = credential_display(configuration)
+    issuer_shown = issuer_display(session.issuer_metadata)
+    fmt = str(configuration.get("format"))
     with db.session(ctx.engine) as unit:
         card = WalletCredential(
             account_id=account_id,
-            format=str(configuration.get("format")),
+            format=fmt,
             vct=received[0].vct,
             configuration_id=configuration_id,
             credential_issuer=session.credential_issuer,
-            issuer_display=issuer_display(session.issuer_metadata),
-            display=credential_display(configuration),
+            issuer_display=issuer_shown,
+            display=shown,
+            **card_names(shown, issuer_shown, fmt, session.credential_issuer),
             received_at=now,
             expires_at=min(expiries) if expiries else None,
             status="valid",
@@ -884,4 +904,11 @@ def _store(
         return card.public_id
 
 
-__all__ += ["Received", "credential_display", "issuer_display", "pick", "verify_received"]
+__all__ += [
+    "Received",
+    "card_names",
+    "credential_display",
+    "issuer_display",
+    "pick",
+    "verify_received",
+]

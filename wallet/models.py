@@ -206,6 +206,15 @@ class WalletCredential(WalletModel, table=True):
     status: str = Field(default="valid", sa_type=_str(16))
     status_checked_at: int | None = Field(default=None, sa_type=_int())
     instance_count: int = Field(default=1)
+    #: The list page's names in plain columns (0003): no JSON decoding per card.
+    name_sv: str = Field(default="", sa_type=_str(200), sa_column_kwargs={"server_default": ""})
+    name_en: str = Field(default="", sa_type=_str(200), sa_column_kwargs={"server_default": ""})
+    issuer_name_sv: str = Field(
+        default="", sa_type=_str(200), sa_column_kwargs={"server_default": ""}
+    )
+    issuer_name_en: str = Field(
+        default="", sa_type=_str(200), sa_column_kwargs={"server_default": ""}
+    )
 
 
 class CredentialInstance(WalletModel, table=True):

@@ -14,7 +14,8 @@ Routes: ``GET /`` · ``GET /login`` · ``GET /login/callback`` · ``POST /logout
 from __future__ import annotations
 
 import datetime
-from collections.abc import Mapping
+import html
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -22,6 +23,7 @@ from urllib.parse import urlsplit
 import jinja2
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from markupsafe import Markup
 
 from intyg import oid4vci
 from intyg.web.bodies import read_form
@@ -328,28 +330,58 @@ def home(request: Request, ctx: Context) -> HTMLResponse:
             request, ctx, "login.html", login_enabled=ctx.settings.eid is not None, next=""
         )
     language, _ = language_of(request, ctx)
-    now = ctx.clock()
-    items = [
-        {
-            "id": item.public_id,
-            "name": issuance.pick(item.display, language, item.format)["name"],
-            "issuer": issuance.pick(
-                item.issuer_display, language, urlsplit(item.credential_issuer).netloc
-            )["name"],
-            "status": credentials.effective_status(item.status, item.expires_at, now),
-            "received": _day(item.received_at),
-        }
-        for item in credentials.list_credentials(ctx, holder.account_id)
-    ]
+    cards = card_rows(
+        credentials.list_credentials(ctx, holder.account_id, language),
+        TEXT[language],
+        ctx.clock(),
+    )
     return render(
         request,
         ctx,
         "credentials.html",
-        items=items,
+        cards=cards,
         name=holder.session.data.get("name", ""),
         masked=holder.session.data.get("masked", ""),
         **_csrf(ctx, holder),
     )
+
+
+_CARD_ROW = (
+    '<li class="card"><a href="/credentials/{0}"><strong>{1}</strong></a><br>\n'
+    '  {2} \u00b7 <span class="status status-{3}">{4}</span> \u00b7 {5}</li>\n'
+)
+
+
+def card_rows(items: Sequence[Any], t: Mapping[str, str], now: int) -> Markup:
+    """The list's ``<li>`` rows (design.md: 1,000 cards < 50 ms). Built here rather than in
+    the template: Jinja's per-item attribute lookup and escaping cost ~0.1 ms a card, this
+    a few microseconds. Every value from the database is escaped (``html.escape``, quotes
+    too, as Jinja's autoescape does)."""
+    days: dict[int, str] = {}
+    statuses = {
+        status: html.escape(t[f"status_{status}"])
+        for status in ("valid", "revoked", "suspended", "expired", "unknown")
+    }
+    row = _CARD_ROW.format
+    escaped: dict[str, str] = {}  # names repeat across cards: escape each once
+    rows = []
+    for public_id, name, issuer, received_at, expires_at, status in items:
+        status = credentials.effective_status(status, expires_at, now)
+        if status not in statuses:
+            status = "unknown"
+        day = received_at // 86400  # cards arrive in batches: one date per day
+        received = days.get(day) or days.setdefault(day, _day(received_at))
+        rows.append(
+            row(
+                html.escape(public_id),
+                escaped.get(name) or escaped.setdefault(name, html.escape(name)),
+                escaped.get(issuer) or escaped.setdefault(issuer, html.escape(issuer)),
+                status,
+                statuses[status],
+                received,
+            )
+        )
+    return Markup("".join(rows))  # noqa: S704 (every database value escaped above)
 
 
 @router.get("/credentials/{public_id}")

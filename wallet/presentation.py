@@ -38,7 +38,7 @@ from intyg import dcql, jose, oid4vp, sdjwt, strict_json, vcdm
 from intyg.fetch import FetchError
 from intyg.web import db
 from intyg.web.crypto_store import record_aad
-from intyg.web.outbound import OutboundError, check_url
+from intyg.web.outbound import OutboundError
 
 from . import consents
 from .app import WalletContext
@@ -558,18 +558,13 @@ def _verifier_error(exc: OutboundError) -> str:
 def _redirect_of(ctx: WalletContext, body: bytes) -> str | None:
     """§8.2 ``redirect_uri``: https only; in development also the verifier's loopback http."""
     try:
-        return oid4vp.parse_response_endpoint_reply(body) if body.strip() else None
+        return (
+            oid4vp.parse_response_endpoint_reply(body, allow_http=_allow_http(ctx))
+            if body.strip()
+            else None
+        )
     except oid4vp.OID4VPError:
-        if not _allow_http(ctx):
-            return None
-    try:
-        uri = strict_json.loads(body).get("redirect_uri")
-        if isinstance(uri, str) and len(uri) < 2048:
-            check_url(uri, ctx.settings.outbound_policy())
-            return uri
-    except (ValueError, AttributeError, FetchError):
-        pass
-    return None
+        return None
 
 
 def _deliver(

@@ -67,6 +67,8 @@ class WalletSettings(ServiceSettings):
     status_cache_seconds: int = Field(default=300, ge=0)
 
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    #: The backup import (``POST /settings/import``) carries every credential: larger.
+    max_import_bytes: int = Field(default=4 * 1024 * 1024, ge=64 * 1024)
 
     @model_validator(mode="after")
     def _provider_files_together(self) -> WalletSettings:

@@ -981,6 +981,25 @@ def test_redirect_uri_schemes_refused(uri: Any) -> None:  # T073
     )
 
 
+def test_redirect_uri_http_only_when_allowed() -> None:
+    """Development: a loopback verifier's http redirect_uri; other schemes still refused."""
+    uri = "http://127.0.0.1:8300/done#response_code=abc"
+    assert oid4vp.parse_response_endpoint_reply({"redirect_uri": uri}, allow_http=True) == uri
+    refused(
+        lambda: oid4vp.parse_response_endpoint_reply({"redirect_uri": uri}),
+        "invalid_request",
+        "redirect_uri",
+    )
+    for bad in ("javascript:alert(1)", "data:text/html,x", "intent://x", "http:///nohost"):
+        refused(
+            lambda bad=bad: oid4vp.parse_response_endpoint_reply(
+                {"redirect_uri": bad}, allow_http=True
+            ),
+            "invalid_request",
+            "redirect_uri",
+        )
+
+
 def test_error_response_builder() -> None:
     assert oid4vp.error_response("access_denied") == {"error": "access_denied"}
     body = oid4vp.error_response("invalid_request", 'bad "x"\n', "s")
