@@ -61,10 +61,14 @@ ROUTERS: tuple[str, ...] = (
     "verifier.app:published",
     "verifier.oid4vp:router",
     "verifier.api:router",
+    "verifier.pages:router",
 )
 #: Background coroutines ``async def task(ctx)`` run for the app's lifetime. The webhook
 #: sender will be appended here.
-BACKGROUND_TASKS: tuple[str, ...] = ("verifier.retention:purge_loop",)
+BACKGROUND_TASKS: tuple[str, ...] = (
+    "verifier.retention:purge_loop",
+    "verifier.webhooks:sender_loop",
+)
 
 
 def system_clock() -> int:

@@ -82,8 +82,6 @@ def digest(value: str) -> str:
     return jose.sha256_b64url(value)
 
 
-
-
 # -- keys ----------------------------------------------------------------------------------
 
 
@@ -154,6 +152,8 @@ class PageUser(VerifierModel, table=True):
     role: str = Field(default="verifier", sa_type=_str(32))
     created_at: int = Field(sa_type=_int())
     disabled_at: int | None = Field(default=None, sa_type=_int())
+    #: Password login to the employer page (intyg.web.client_secrets scrypt hash; 0002).
+    password_hash: str | None = Field(default=None, sa_type=_str(256))
 
 
 class EmployerTemplate(VerifierModel, table=True):
@@ -305,3 +305,5 @@ class WebhookOutbox(VerifierModel, table=True):
     attempts: int = Field(default=0)
     delivered_at: int | None = Field(default=None, sa_type=_int())
     last_error: str | None = Field(default=None, sa_type=_str(300))
+    #: Set when the sender gave up after the configured attempts (0002).
+    failed_at: int | None = Field(default=None, sa_type=_int())

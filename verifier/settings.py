@@ -89,6 +89,26 @@ class VerifierSettings(ServiceSettings):
     outbound_total_timeout: float = Field(default=5.0, gt=0, le=60)
     outbound_max_response_bytes: int = Field(default=2_000_000, ge=1024)
 
+    # -- employer pages (verifier/pages.py) ------------------------------------------------
+    #: Lifetime of a page user's session cookie.
+    page_session_seconds: int = Field(default=8 * 3600, ge=300, le=7 * 86400)
+    #: Development only: a page user ``dev-user`` of the development employer with this
+    #: password is created on first use of the login page.
+    dev_page_user_password: SecretStr | None = None
+
+    # -- webhooks (verifier/webhooks.py) ----------------------------------------------------
+    #: How often each process looks for due webhook deliveries.
+    webhook_poll_seconds: float = Field(default=2.0, gt=0, le=300)
+    #: Attempts before a delivery is marked failed.
+    webhook_max_attempts: int = Field(default=8, ge=1, le=50)
+    #: First retry delay; doubled per attempt (with jitter), capped at the maximum.
+    webhook_backoff_seconds: int = Field(default=10, ge=1)
+    webhook_backoff_max_seconds: int = Field(default=3600, ge=1)
+    #: Whole-exchange timeout of one delivery.
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+    #: Deliveries per pass of the sender.
+    webhook_batch_size: int = Field(default=50, ge=1, le=1000)
+
     # -- service ---------------------------------------------------------------------------
     max_body_bytes: int = Field(default=512 * 1024, ge=1024)
     #: Largest ``direct_post`` body (two SD-JWT VCs with KB-JWTs fit easily).
