@@ -97,8 +97,6 @@ def digest(value: str) -> str:
     return jose.sha256_b64url(value)
 
 
-
-
 # -- keys and service secrets --------------------------------------------------------------
 
 

@@ -40,6 +40,7 @@ from intyg.web.outbound import OutboundClient
 from . import agencies, audit, records
 from . import status as issuer_status
 from .app import Context, IssuerContext
+from .keys import ActiveKey
 from .models import (
     AFRegistration,
     AuthorizationCode,
@@ -285,6 +286,8 @@ def credential_offer(offer_id: str, ctx: Context) -> JSONResponse:
 
 # -- nonce endpoint (§7) ---------------------------------------------------------------------
 
+_INSERT_NONCE = sa.insert(CNonce)
+
 
 @router.post("/nonce")
 def nonce(ctx: Context) -> JSONResponse:
@@ -292,12 +295,13 @@ def nonce(ctx: Context) -> JSONResponse:
     now = _now(ctx)
     c_nonce = oid4vci.new_opaque_value()
     with db.session(ctx.engine) as unit:
-        unit.add(
-            CNonce(
-                nonce_hash=digest(c_nonce),
-                created_at=now,
-                expires_at=now + ctx.settings.c_nonce_ttl,
-            )
+        unit.execute(
+            _INSERT_NONCE,
+            {
+                "nonce_hash": digest(c_nonce),
+                "created_at": now,
+                "expires_at": now + ctx.settings.c_nonce_ttl,
+            },
         )
     maybe_sweep(ctx, now)
     return _json(oid4vci.nonce_response(c_nonce))
@@ -683,6 +687,23 @@ def _pre_authorized_grant(
         dpop_jkt=proof.jkt if proof else None,
     )
     code_hash = digest(token_request.pre_authorized_code or "")
+    if token_request.tx_code is None:
+        # The common case, an offer without tx_code: one atomic statement redeems it. Any
+        # other outcome (used, expired, a tx_code needed) takes the checks below, which
+        # then fail with the precise error.
+        row = db.consume_once(
+            unit,
+            CredentialOffer,
+            "pre_authorized_code_hash",
+            code_hash,
+            now=now,
+            where=[
+                CredentialOffer.expires_at > now,  # type: ignore[list-item, operator]
+                CredentialOffer.tx_code_hash.is_(None),  # type: ignore[union-attr]
+            ],
+        )
+        if row is not None:
+            return _pre_authorized_token_grant(row, proof, client, token_request), None
     limit = ctx.settings.tx_code_max_attempts
     offer = unit.scalars(
         sa.select(CredentialOffer).where(CredentialOffer.pre_authorized_code_hash == code_hash)  # type: ignore[arg-type]
@@ -729,7 +750,14 @@ def _pre_authorized_grant(
     )
     if row is None:
         raise _invalid_grant("the pre-authorized code is unknown, used or expired")
-    grant = TokenGrant(
+    return _pre_authorized_token_grant(row, proof, client, token_request), None
+
+
+def _pre_authorized_token_grant(
+    row: Any, proof: Any, client: Any, token_request: oid4vci.TokenRequest
+) -> TokenGrant:
+    """What the access token for a redeemed offer ``row`` may fetch."""
+    return TokenGrant(
         person_id=row.person_id,
         record_id=row.record_id,
         configuration_ids=tuple(row.configuration_ids),
@@ -737,7 +765,6 @@ def _pre_authorized_grant(
         client_id=client.client_id if client else token_request.client_id,
         dpop_jkt=proof.jkt if proof else None,
     )
-    return grant, None
 
 
 def _authorization_code_grant(
@@ -885,6 +912,7 @@ def _sign_sd_jwt_vc(
     holder: jose.Key,
     iat: int,
     exp: int,
+    active: ActiveKey,
 ) -> str:
     payload: dict[Any, Any] = {
         "iss": ctx.settings.issuer_identifier,
@@ -895,7 +923,6 @@ def _sign_sd_jwt_vc(
     }
     paths = _sd_paths(configuration.vct)
     payload.update(_sd_payload(dict(subject), paths))
-    active = ctx.keys.active()
     return sdjwt_vc.issue_vc(
         payload, active.key, holder_jwk=holder.public_jwk(), header=active.header(), decoys=DECOYS
     )
@@ -919,6 +946,7 @@ def _sign_vcdm(
     holder: jose.Key,
     iat: int,
     exp: int,
+    active: ActiveKey,
 ) -> str:
     settings = ctx.settings
     document = vcdm.credential(
@@ -935,7 +963,6 @@ def _sign_vcdm(
         credential_status=issuer_status.credential_status(settings, allocation),
         name=ctx.agency.credential_name["sv"],
     )
-    active = ctx.keys.active()
     return vcdm.sign_credential(
         document,
         active.key,
@@ -1008,6 +1035,10 @@ def credential(
     now = _now(ctx)
     settings = ctx.settings
     metadata = credential_issuer_metadata(ctx)
+    # Before the transaction: a key-cache refresh needs its own connection, and one taken
+    # while this request holds one can starve the pool (every request waiting for a second
+    # connection). One key for the whole response, so ``kid`` matches the signatures.
+    active = ctx.keys.active()
     with db.session(ctx.engine) as unit:
         access = authenticate(request, unit, ctx, "/credential", now=now)
         identifiers = access.credential_identifiers
@@ -1061,11 +1092,10 @@ def credential(
         notification_id = oid4vci.new_opaque_value()
         kind = issuer_status.TSL if configuration.is_sd_jwt_vc else issuer_status.BITSTRING
         sign = _sign_sd_jwt_vc if configuration.is_sd_jwt_vc else _sign_vcdm
-        kid = ctx.keys.active().kid
         credentials: list[str] = []
         for key, proof_reference in bound:
             allocation = issuer_status.allocate(unit, settings, kind, now)
-            credentials.append(sign(ctx, configuration, subject, allocation, key, iat, exp))
+            credentials.append(sign(ctx, configuration, subject, allocation, key, iat, exp, active))
             issuance = _record(
                 unit,
                 person_id=person.id,  # type: ignore[arg-type]
@@ -1073,7 +1103,7 @@ def credential(
                 configuration_id=configuration.id,
                 credential_format=configuration.format,
                 allocation=allocation,
-                kid=kid,
+                kid=active.kid,
                 proof_hash=digest(proof_reference),
                 issued_at=now,
                 expires_at=exp,

@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
 
 from intyg import status as core_status
 from intyg import vcdm
@@ -86,6 +86,32 @@ class Allocation:
     suspension_list_id: int | None = None
 
 
+# Allocation statements, built once (they run for every credential).
+_LISTS = StatusListRow.__table__  # type: ignore[attr-defined]
+_OPEN_LIST_HEAD = (
+    sa.select(_LISTS.c.id, _LISTS.c.size, _LISTS.c.suspension_list_id)
+    .where(
+        _LISTS.c.kind == sa.bindparam("kind"),
+        _LISTS.c.purpose == sa.bindparam("purpose"),
+        _LISTS.c.full.is_(False),
+    )
+    .order_by(_LISTS.c.id)
+    .limit(1)
+)
+
+
+def _claim_statement(dialect: Any) -> Any:
+    table = StatusEntry.__table__  # type: ignore[attr-defined]
+    return (
+        dialect.insert(table)
+        .on_conflict_do_nothing(index_elements=["status_list_id", "idx"])
+        .returning(table.c.idx)
+    )
+
+
+_CLAIM_INDEX = {"postgresql": _claim_statement(postgresql), "sqlite": _claim_statement(sqlite)}
+
+
 # -- lists ---------------------------------------------------------------------------------
 
 
@@ -134,6 +160,13 @@ def _open_list(unit: db.Session, kind: str) -> StatusListRow | None:
     ).first()
 
 
+def _open_list_head(unit: db.Session, kind: str) -> sa.Row[Any] | None:
+    """:func:`_open_list` without the list content: allocation needs only the id and size
+    (the bitmap is written by :func:`set_status`, never at issuance)."""
+    purpose = PURPOSE_STATUS if kind == TSL else REVOCATION
+    return unit.execute(_OPEN_LIST_HEAD, {"kind": kind, "purpose": purpose}).first()
+
+
 def ensure_lists(unit: db.Session, settings: IssuerSettings, now: int) -> None:
     """Start-up: one open Token Status List and one Bitstring pair exist."""
     lock(unit, "issuer-status-lists")
@@ -146,14 +179,14 @@ def ensure_lists(unit: db.Session, settings: IssuerSettings, now: int) -> None:
 
 
 def _try_index(unit: db.Session, list_id: int, idx: int, now: int) -> bool:
-    try:
-        with unit.begin_nested():
-            unit.execute(
-                sa.insert(StatusEntry).values(status_list_id=list_id, idx=idx, allocated_at=now)
-            )
-    except IntegrityError:
-        return False
-    return True
+    """Claim ``(list_id, idx)``: ``INSERT ... ON CONFLICT DO NOTHING RETURNING``, one
+    statement that cannot abort the transaction, so no savepoint is needed. A concurrent
+    transaction holding the same key makes PostgreSQL wait for its outcome, so exactly one
+    of them gets the row."""
+    statement = _CLAIM_INDEX[unit.get_bind().dialect.name]
+    values = {"status_list_id": list_id, "idx": idx, "allocated_at": now}
+    with db.translate_errors():
+        return unit.execute(statement, values).first() is not None
 
 
 def allocate(
@@ -166,15 +199,15 @@ def allocate(
 ) -> Allocation:
     """Take a random free index of the open list of ``kind`` (``"tsl"`` / ``"bitstring"``).
 
-    Each draw is an INSERT of the (list, index) primary key under a savepoint; a taken
-    index (also one taken concurrently by another transaction) fails the insert and we
-    draw again. The entry belongs to the surrounding transaction: if issuance fails and
+    Each draw is an INSERT of the (list, index) primary key that does nothing on conflict;
+    a taken index (also one taken concurrently by another transaction) inserts no row and
+    we draw again. The entry belongs to the surrounding transaction: if issuance fails and
     rolls back, the index is simply never used.
     """
     if kind not in (TSL, BITSTRING):
         raise ValueError("kind must be 'tsl' or 'bitstring'")
     for _ in range(2):
-        row = _open_list(unit, kind)
+        row: Any = _open_list_head(unit, kind)
         if row is None:
             with unit.begin_nested():
                 lock(unit, "issuer-status-lists")

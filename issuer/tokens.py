@@ -51,6 +51,10 @@ POP_REPLAY = "client_pop"
 SWEEP_INTERVAL_SECONDS = 60
 _sweep_lock = threading.Lock()
 _last_sweep = 0.0
+# Hot-path statements built once (construction and cache keys cost more than the query).
+_ACCESS_TOKENS = AccessToken.__table__  # type: ignore[attr-defined]
+_LOOKUP = sa.select(_ACCESS_TOKENS).where(_ACCESS_TOKENS.c.token_hash == sa.bindparam("hash"))
+_INSERT_TOKEN = sa.insert(_ACCESS_TOKENS)
 
 
 def endpoint_url(ctx: Any, path: str) -> str:
@@ -62,6 +66,18 @@ def endpoint_url(ctx: Any, path: str) -> str:
 # -- replay cache ---------------------------------------------------------------------------
 
 
+def _remember_statement(dialect: Any) -> Any:
+    table = ReplayEntry.__table__  # type: ignore[attr-defined]
+    return (
+        dialect.insert(table)
+        .on_conflict_do_nothing(index_elements=["kind", "jti_hash"])
+        .returning(table.c.id)
+    )
+
+
+_REMEMBER = {"postgresql": _remember_statement(postgresql), "sqlite": _remember_statement(sqlite)}
+
+
 def remember_jti(unit: db.Session, kind: str, jti: str, expires_at: int) -> bool:
     """Record a ``jti`` once; False if it was already there (a replay).
 
@@ -69,15 +85,9 @@ def remember_jti(unit: db.Session, kind: str, jti: str, expires_at: int) -> bool
     statement, no aborted transaction on PostgreSQL, exactly one winner under concurrency.
     """
     values = {"kind": kind, "jti_hash": digest(jti), "expires_at": expires_at}
-    dialect = postgresql if unit.get_bind().dialect.name == "postgresql" else sqlite
-    statement = (
-        dialect.insert(ReplayEntry.__table__)  # type: ignore[attr-defined]
-        .values(values)
-        .on_conflict_do_nothing(index_elements=["kind", "jti_hash"])
-        .returning(ReplayEntry.__table__.c.id)  # type: ignore[attr-defined]
-    )
+    statement = _REMEMBER[unit.get_bind().dialect.name]
     with db.translate_errors():
-        return unit.execute(statement).first() is not None
+        return unit.execute(statement, values).first() is not None
 
 
 def maybe_sweep(ctx: Any, now: int) -> None:
@@ -238,8 +248,9 @@ class TokenGrant:
 def issue_access_token(unit: db.Session, ctx: Any, grant: TokenGrant, now: int) -> str:
     """A fresh access token for ``grant`` (stored as a digest only)."""
     token = oid4vci.new_opaque_value()
-    unit.add(
-        AccessToken(
+    unit.execute(
+        _INSERT_TOKEN,
+        dict(
             token_hash=digest(token),
             person_id=grant.person_id,
             record_id=grant.record_id,
@@ -252,7 +263,7 @@ def issue_access_token(unit: db.Session, ctx: Any, grant: TokenGrant, now: int) 
             client_id=grant.client_id,
             created_at=now,
             expires_at=now + ctx.settings.access_token_ttl,
-        )
+        ),
     )
     return token
 
@@ -261,7 +272,7 @@ def issue_access_token(unit: db.Session, ctx: Any, grant: TokenGrant, now: int) 
 class AuthenticatedToken:
     """An access token that passed :func:`authenticate`."""
 
-    row: AccessToken
+    row: Any  # the access_tokens row (columns as attributes)
     token: str
 
     @property
@@ -339,7 +350,7 @@ def authenticate(
     return AuthenticatedToken(row, token)
 
 
-def _lookup(unit: db.Session, token: str) -> AccessToken | None:
-    return unit.scalars(
-        sa.select(AccessToken).where(AccessToken.token_hash == digest(token))  # type: ignore[arg-type]
-    ).first()
+def _lookup(unit: db.Session, token: str) -> Any:
+    """The token's row (columns as attributes, like :class:`AccessToken`), or None; a Core
+    select, since the row is only read."""
+    return unit.execute(_LOOKUP, {"hash": digest(token)}).first()

@@ -46,6 +46,8 @@ __all__ = [
 ]
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
+#: PostgreSQL connections are replaced after this long (below common idle-kill settings).
+POOL_RECYCLE_SECONDS = 1800
 #: RETURNING arrived in SQLite 3.35.0 (2021-03-12).
 MIN_SQLITE_VERSION = (3, 35, 0)
 _BEGIN_OPTION = "intyg_sqlite_begin"
@@ -86,10 +88,14 @@ def create_engine(
     parsed = normalise_url(url)
     if parsed.get_backend_name() == "sqlite":
         return _sqlite_engine(parsed, sqlite_busy_timeout_ms, echo)
+    # No pool_pre_ping: it costs a round trip per unit of work. A connection that died in the
+    # pool fails its first statement with a disconnect error; SQLAlchemy then invalidates it
+    # (and the rest of the pool) and session() answers 503, so the client's retry gets a
+    # fresh connection. pool_recycle retires connections before server or proxy idle limits.
     engine = sa.create_engine(
         parsed,
         hide_parameters=True,
-        pool_pre_ping=True,
+        pool_recycle=POOL_RECYCLE_SECONDS,
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_timeout=10,

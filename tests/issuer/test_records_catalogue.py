@@ -420,6 +420,47 @@ def test_audit_allows_other_long_numbers(ctx: IssuerContext) -> None:
         )
 
 
+#: A canonical UUID whose first groups read as the valid personnummer 19900101-2385.
+LOOKALIKE_UUID = "19900101-2385-4000-8000-000000000000"
+
+
+def test_audit_accepts_uuid_references_that_look_like_personal_numbers(
+    ctx: IssuerContext,
+) -> None:
+    """A random issuance UUID sometimes matches the personnummer pattern; references made
+    by audit.reference from a UUID are not refused for it (they were, ~1 in 1000 issuances)."""
+    with db.session(ctx.engine) as unit:
+        audit.record(
+            unit,
+            actor="wallet:anonymous",
+            action="credential.issued",
+            now=1,
+            subject=audit.reference("issuance", LOOKALIKE_UUID),
+            details={"issuance": audit.reference("issuance", LOOKALIKE_UUID)},
+        )
+    with db.session(ctx.engine, write=False) as unit:
+        stored = audit.entries(unit, action="credential.issued")
+    assert [entry.subject for entry in stored] == [f"issuance:{LOOKALIKE_UUID}"]
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        {"subject": f"issuance:{LOOKALIKE_UUID}"},  # built by hand: scanned
+        {"subject": audit.reference("issuance", "19900101-2385")},  # not a UUID: scanned
+        {"details": {"note": audit.reference("person", "19900101-2385")}},
+    ],
+)
+def test_audit_scans_references_that_are_not_uuids(
+    ctx: IssuerContext, entry: dict[str, Any]
+) -> None:
+    with (
+        pytest.raises(audit.AuditError, match="personal identity numbers"),
+        db.session(ctx.engine) as unit,
+    ):
+        audit.record(unit, actor="backoffice", action="update", now=1, **entry)
+
+
 def test_no_personal_number_in_audit_rows_or_logs(
     ctx: IssuerContext, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -16,7 +16,7 @@ parsed values on the happy path (``*_ok`` helpers raise :class:`WalletError`).
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -362,11 +362,20 @@ class Wallet:
 class AsyncWallet:
     """The pre-authorized flow (token -> nonce -> credential) over ``httpx.AsyncClient``."""
 
-    def __init__(self, http: httpx.AsyncClient, issuer: str, *, use_dpop: bool = True) -> None:
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        issuer: str,
+        *,
+        use_dpop: bool = True,
+        holder_keys: Iterator[jose.Key] | None = None,
+    ) -> None:
         self.http = http
         self.issuer = issuer
         self.use_dpop = use_dpop
         self.dpop_key = jose.generate_key("ES256")
+        # A fresh holder key per credential; the bench hands in keys made before timing.
+        self.holder_keys = holder_keys
 
     def _dpop(self, url: str, access_token: str | None = None) -> dict[str, str]:
         if not self.use_dpop:
@@ -396,7 +405,9 @@ class AsyncWallet:
         c_nonce = oid4vci.parse_nonce_response(
             self._ok(await self.http.post(self.issuer + "/nonce"))
         )
-        holder = jose.generate_key("ES256")
+        holder = (
+            next(self.holder_keys) if self.holder_keys is not None else jose.generate_key("ES256")
+        )
         proof = oid4vci.make_jwt_proof(holder, audience=self.issuer, nonce=c_nonce)
         credential_url = self.issuer + "/credential"
         headers = {"Authorization": f"{token.token_type} {token.access_token}"}
