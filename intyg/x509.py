@@ -396,7 +396,8 @@ def _builder(
     valid_days: int,
     not_before: datetime | None,
 ) -> x509.CertificateBuilder:
-    start = not_before or datetime.now(UTC) - timedelta(minutes=5)
+    # Backdated an hour (as public CAs do) so clocks a little behind still accept a new cert.
+    start = not_before or datetime.now(UTC) - timedelta(hours=1)
     return (
         x509.CertificateBuilder()
         .subject_name(subject)
