@@ -37,7 +37,7 @@ from intyg.web.errors import NO_STORE, BearerTokenError, ProtocolError
 from intyg.web.oidc import OidcError, OidcRelyingParty
 from intyg.web.outbound import OutboundClient
 
-from . import agencies, audit, records
+from . import agencies, audit, offers, records
 from . import status as issuer_status
 from .app import Context, IssuerContext
 from .keys import ActiveKey
@@ -270,8 +270,6 @@ def credential_schema(type_name: str) -> JSONResponse:
 @router.get("/offers/{offer_id}")
 def credential_offer(offer_id: str, ctx: Context) -> JSONResponse:
     """The offer behind a ``credential_offer_uri``: JSON only, never cached (T056)."""
-    from . import offers  # written alongside; imported late so the router loads without it
-
     if len(offer_id) > 128:
         raise HTTPException(404)
     with db.session(ctx.engine, write=False) as unit:
@@ -733,8 +731,7 @@ def _pre_authorized_grant(
         ).first()
         if reserved is None:
             raise _invalid_grant("the pre-authorized code is no longer usable")
-        sent = digest(token_request.tx_code or "")
-        if not hmac.compare_digest(sent.encode(), offer.tx_code_hash.encode()):
+        if not offers.check_tx_code(ctx, offer, token_request.tx_code or ""):
             unit.commit()  # the failed attempt counts, whatever happens next (T021)
             raise _invalid_grant("the tx_code is wrong")
     row = db.consume_once(

@@ -80,11 +80,15 @@ def test_stored_row_holds_only_hashes(ctx: IssuerContext) -> None:
         "pre-authorized_code"
     ]
     assert row.pre_authorized_code_hash == digest(code)
-    assert row.tx_code_hash == digest(offer.tx_code or "")
+    # Keyed and bound to the offer: a dump alone cannot be brute-forced over 10^6 codes.
+    assert row.tx_code_hash != digest(offer.tx_code or "")
+    assert row.tx_code_hash == offers.tx_code_digest(ctx, offer.offer_id, offer.tx_code or "")
     values = [str(v) for v in row.model_dump().values()]
     assert code not in values and offer.tx_code not in values
-    assert offers.check_tx_code(row, offer.tx_code or "")
-    assert not offers.check_tx_code(row, "000000" if offer.tx_code != "000000" else "111111")
+    assert offers.check_tx_code(ctx, row, offer.tx_code or "")
+    assert not offers.check_tx_code(ctx, row, "000000" if offer.tx_code != "000000" else "111111")
+    other = make(ctx, tx_code=True)
+    assert offers.tx_code_digest(ctx, other.offer_id, offer.tx_code or "") != row.tx_code_hash
 
 
 def test_tx_code_shape(ctx: IssuerContext) -> None:
