@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import venv
@@ -45,6 +46,17 @@ def ensure_environment() -> None:
     STAMP.write_text(wanted)
 
 
+def _run(command: list[str], **options: object) -> int:
+    """Run ``command``; Ctrl-C is the child's to handle (``intyg up`` stops its services
+    cleanly), so this wrapper passes it on and waits instead of printing a traceback."""
+    process = subprocess.Popen(command, cwd=ROOT, **options)  # type: ignore[call-overload]
+    while True:
+        try:
+            return process.wait()
+        except KeyboardInterrupt:
+            process.send_signal(signal.SIGINT)
+
+
 def _test_env() -> dict[str, str]:
     """Outside CI, tests that need a tool this machine lacks are skipped loudly, not failed."""
     env = dict(os.environ)
@@ -61,12 +73,10 @@ def main(argv: list[str]) -> int:
     ensure_environment()
     command, rest = argv[0], argv[1:]
     if command == "test":
-        return subprocess.call(
-            [str(BIN / "python"), "-m", "pytest", *rest], cwd=ROOT, env=_test_env()
-        )
+        return _run([str(BIN / "python"), "-m", "pytest", *rest], env=_test_env())
     if command == "up":
-        return subprocess.call([str(BIN / "intyg"), "up", *rest], cwd=ROOT)
-    return subprocess.call([str(BIN / "intyg"), *rest], cwd=ROOT)
+        return _run([str(BIN / "intyg"), "up", *rest])
+    return _run([str(BIN / "intyg"), *rest])
 
 
 if __name__ == "__main__":
