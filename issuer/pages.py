@@ -30,6 +30,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from intyg.web import db
+from intyg.web.assets import stylesheet
 from intyg.web.bodies import read_form
 from intyg.web.errors import ProtocolError
 from intyg.web.oidc import OidcError, OidcRelyingParty, ReplayCache
@@ -73,7 +74,7 @@ _TEMPLATES = jinja2.Environment(
     autoescape=True,
     undefined=jinja2.StrictUndefined,
 )
-_CSS = (HERE / "static" / "issuer.css").read_bytes()
+_CSS = stylesheet(HERE / "static" / "issuer.css")
 _PAGE_HEADERS = {
     "Cache-Control": "no-store",
     "X-Frame-Options": "DENY",

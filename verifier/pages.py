@@ -44,6 +44,7 @@ from starlette.concurrency import run_in_threadpool
 
 from intyg.schemas import claim_display
 from intyg.web import db
+from intyg.web.assets import stylesheet
 from intyg.web.bodies import read_form
 from intyg.web.client_secrets import hash_client_secret, verify_client_secret
 from intyg.web.errors import ProtocolError
@@ -77,7 +78,7 @@ _TEMPLATES = jinja2.Environment(
     autoescape=True,
     undefined=jinja2.StrictUndefined,
 )
-_CSS = (HERE / "static" / "verifier.css").read_bytes()
+_CSS = stylesheet(HERE / "static" / "verifier.css")
 _JS = (HERE / "static" / "verifier.js").read_bytes()
 _PAGE_HEADERS = {
     "Cache-Control": "no-store",

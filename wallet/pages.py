@@ -26,6 +26,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from markupsafe import Markup
 
 from intyg import oid4vci
+from intyg.web.assets import stylesheet
 from intyg.web.bodies import read_form
 from intyg.web.oidc import OidcError
 from intyg.web.sessions import CSRF_FIELD, CookiePolicy, SessionError
@@ -54,7 +55,7 @@ _TEMPLATES = jinja2.Environment(
     autoescape=True,
     undefined=jinja2.StrictUndefined,
 )
-_CSS = (HERE / "static" / "wallet.css").read_bytes()
+_CSS = stylesheet(HERE / "static" / "wallet.css")
 PAGE_HEADERS = {
     "Cache-Control": "no-store",
     "X-Frame-Options": "DENY",
