@@ -30,7 +30,9 @@ CREDENTIAL_TYPES: Mapping[str, str] = {
     "RegistrationCertificate": REGISTRATION_CERTIFICATE_VCT,
     "QualificationAttestation": QUALIFICATION_ATTESTATION_VCT,
 }
-SCHEMAS_DIR = Path(__file__).resolve().parent.parent / "schemas"
+#: ``intyg/_schemas`` is a symbolic link to the repository's ``schemas/`` folder, so the
+#: same path works in the source tree and in an installed wheel (package data).
+SCHEMAS_DIR = Path(__file__).parent / "_schemas"
 
 #: A claims path (SD-JWT VC "Claim Path"): keys, ``None`` for all array elements, indices.
 ClaimPath = tuple[str | int | None, ...]

@@ -474,3 +474,21 @@ def test_metadata_with_other_vct_refused_at_load(scratch_schemas):
     _edit_metadata(scratch_schemas, RC, lambda doc: doc.update(vct="https://other.example/vct"))
     with pytest.raises(SchemaError, match="different vct"):
         type_metadata(RC)
+
+
+def test_schema_files_are_package_data():
+    """Every file under schemas/ is matched by the package-data globs of pyproject.toml, so a
+    wheel (not only an editable install) carries the credential types."""
+    import fnmatch
+    import tomllib
+
+    root = Path(schemas.__file__).resolve().parent.parent
+    config = tomllib.loads((root / "pyproject.toml").read_text())
+    globs = config["tool"]["setuptools"]["package-data"]["intyg"]
+    files = [p.relative_to(root / "schemas") for p in (root / "schemas").rglob("*") if p.is_file()]
+    assert files
+    for relative in files:
+        name = f"_schemas/{relative.as_posix()}"
+        matched = [g for g in globs if fnmatch.fnmatch(name, g) and name.count("/") == g.count("/")]
+        assert matched, name
+    assert (schemas.SCHEMAS_DIR / "RegistrationCertificate" / "schema.json").is_file()
