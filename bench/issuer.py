@@ -1,11 +1,17 @@
 """Issuer throughput: full OpenID4VCI issuances per second over HTTP on loopback.
 
 Each issuance is what a wallet does after scanning an offer: token request (pre-authorized
-code, DPoP) -> nonce -> credential request (one ``jwt`` proof) -> SD-JWT VC. Offers are
-created beforehand with the back-office function :func:`issuer.offers.create_offer` (in the
-database, as the agency's systems would), then N simulated wallets (asyncio + httpx, the
-wallet from ``tests/issuer/wallet_sim.py``) redeem them concurrently against uvicorn +
-PostgreSQL. A fresh database is created for every run and dropped afterwards.
+code, DPoP) -> nonce -> credential request (one ``jwt`` proof) -> SD-JWT VC, with the
+embedded default's HAIP profile (DPoP required). Offers are created beforehand with the
+back-office function :func:`issuer.offers.create_offer` (in the database, as the agency's
+systems would), then N wallets redeem them concurrently against uvicorn + PostgreSQL, each on
+its own keep-alive connection. A fresh database is created for every run and dropped
+afterwards.
+
+The wallets are ``bench/lean_wallet.py`` (raw HTTP/1.1 + httptools on uvloop, messages from
+intyg's core; every credential checked structurally as it arrives, a sample verified fully
+after the timed part); ``--client httpx`` runs ``tests/issuer/wallet_sim.py`` instead (the
+same flow over httpx, several times the load generator's CPU).
 
     .venv/bin/python bench/issuer.py --issuances 3000 --wallets 48 --workers 2
 
@@ -27,15 +33,19 @@ import subprocess
 import sys
 import time
 import types
+from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import sqlalchemy as sa
+import uvloop
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from intyg import jose  # noqa: E402
+from bench import lean_wallet  # noqa: E402
+from intyg import jose, schemas  # noqa: E402
 from intyg.web import db  # noqa: E402
 from intyg.web.crypto_store import generate_master_key  # noqa: E402
 from issuer import offers, records  # noqa: E402
@@ -44,7 +54,8 @@ from issuer.models import Person  # noqa: E402
 from issuer.settings import IssuerSettings  # noqa: E402
 from tests.issuer.wallet_sim import AsyncWallet  # noqa: E402
 
-CONFIGURATION_ID = "RegistrationCertificate_dc+sd-jwt"
+CONFIGURATION_TYPE = "RegistrationCertificate"
+CONFIGURATION_ID = f"{CONFIGURATION_TYPE}_dc+sd-jwt"
 
 try:
     import sniffio  # noqa: F401
@@ -58,7 +69,19 @@ except ImportError:
 
 def make_app():  # type: ignore[no-untyped-def]
     """uvicorn factory: settings from ``INTYG_ISSUER_*`` (set by :func:`main`)."""
-    return create_app(IssuerSettings())
+    app = create_app(IssuerSettings())
+    threads = int(os.environ.get("INTYG_BENCH_THREADS", "0"))
+    if not threads:
+        return app
+
+    async def limited(scope, receive, send):  # type: ignore[no-untyped-def]
+        if scope["type"] == "lifespan":
+            import anyio.to_thread
+
+            anyio.to_thread.current_default_thread_limiter().total_tokens = threads
+        await app(scope, receive, send)
+
+    return limited
 
 
 def create_database(admin_url: str) -> tuple[str, str]:
@@ -78,8 +101,9 @@ def drop_database(admin_url: str, name: str) -> None:
     engine.dispose()
 
 
-def prepare(settings: IssuerSettings, count: int) -> list[str]:
-    """Migrate, keys, lists, sample records; then ``count`` offers -> pre-authorized codes."""
+def prepare(settings: IssuerSettings, count: int) -> tuple[list[str], str]:
+    """Migrate, keys, lists, sample records; then ``count`` offers -> pre-authorized codes
+    (and the issuer's CA certificate, to verify credentials with)."""
     ctx = build_context(settings)
     startup(ctx)
     codes = []
@@ -93,13 +117,59 @@ def prepare(settings: IssuerSettings, count: int) -> list[str]:
                 unit, ctx, person, registration.id, [CONFIGURATION_ID], tx_code=False, ttl=3600
             )
             codes.append(offers.pre_authorized_code(ctx, created.offer_id))
+    anchor = ctx.keys.trust_anchor_pem()
+    assert anchor is not None
     ctx.engine.dispose()
-    return codes
+    return codes, anchor
 
 
-async def run(base: str, codes: list[str], wallets: int) -> tuple[list[float], list[str], float]:
-    """``wallets`` concurrent wallets, each with its own keep-alive connection (as separate
-    phones would have; one shared pool makes httpcore scan every connection per request)."""
+@dataclass
+class Outcome:
+    latencies: list[float] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    #: (credential, holder key) pairs kept for full verification after timing.
+    sample: list[tuple[str, jose.Key]] = field(default_factory=list)
+    elapsed: float = 0.0
+
+
+async def run_lean(
+    base: str, tickets: list[lean_wallet.Ticket], wallets: int, verify_every: int
+) -> Outcome:
+    """``wallets`` lean wallets, each on its own keep-alive connection (as phones would be)."""
+    parts = urlsplit(base)
+    outcome = Outcome()
+    queue = iter(enumerate(tickets))
+    vct = schemas.CREDENTIAL_TYPES[CONFIGURATION_TYPE]
+
+    async def wallet_loop() -> None:
+        http = await lean_wallet.HttpConnection.open(parts.hostname or "", parts.port or 80)
+        wallet = lean_wallet.LeanWallet(http, base, CONFIGURATION_ID, vct)
+        try:
+            for number, ticket in queue:
+                started = time.perf_counter()
+                try:
+                    credential = await wallet.issue(ticket)
+                except Exception as exc:
+                    outcome.errors.append(f"{type(exc).__name__}: {str(exc)[:200]}")
+                    if isinstance(exc, ConnectionError):
+                        return
+                    continue
+                outcome.latencies.append(time.perf_counter() - started)
+                if number % verify_every == 0:
+                    outcome.sample.append((credential, ticket.holder))
+        finally:
+            http.close()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(wallet_loop() for _ in range(wallets)))
+    outcome.elapsed = time.perf_counter() - started
+    return outcome
+
+
+async def run_httpx(base: str, codes: list[str], wallets: int) -> Outcome:
+    """The same with ``tests/issuer/wallet_sim.py`` over httpx, each wallet with its own
+    keep-alive connection (one shared pool makes httpcore scan every connection per
+    request)."""
     queue: asyncio.Queue[str] = asyncio.Queue()
     for code in codes:
         queue.put_nowait(code)
@@ -132,7 +202,7 @@ async def run(base: str, codes: list[str], wallets: int) -> tuple[list[float], l
     finally:
         for http in clients:
             await http.aclose()
-    return latencies, errors, elapsed
+    return Outcome(latencies, errors, [], elapsed)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -161,27 +231,33 @@ def _children(pid: int) -> list[int]:
     return found
 
 
-def server_cpu(root: int, database: str) -> dict[str, float]:
-    """CPU seconds used so far by the uvicorn tree and by the benchmark database's
-    PostgreSQL backends (their command line names the database)."""
+def server_cpu(root: int, database: str) -> dict[str, dict[int, float]]:
+    """CPU seconds used so far, per process: the uvicorn tree (and its kernel part) and the
+    benchmark database's PostgreSQL backends (their command line names the database)."""
     tree, todo = [], [root]
     while todo:
         pid = todo.pop()
         tree.append(pid)
         todo.extend(_children(pid))
-    postgres = 0.0
+    postgres = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
                 if database in (entry / "cmdline").read_text():
-                    postgres += _cpu_seconds(int(entry.name))
+                    postgres[int(entry.name)] = _cpu_seconds(int(entry.name))
             except OSError:
                 continue
     return {
-        "uvicorn": sum(_cpu_seconds(p) for p in tree),
-        "uvicorn_system": sum(_cpu_seconds(p, (12,)) for p in tree),
+        "uvicorn": {p: _cpu_seconds(p) for p in tree},
+        "uvicorn_system": {p: _cpu_seconds(p, (12,)) for p in tree},
         "postgres": postgres,
     }
+
+
+def cpu_used(before: dict[int, float], after: dict[int, float]) -> float:
+    """Seconds used between two samples by the processes alive at the second (a backend
+    that ended in between is lost, one that started counts from zero)."""
+    return sum(seconds - before.get(pid, 0.0) for pid, seconds in after.items())
 
 
 def wait_ready(base: str, seconds: float = 30) -> None:
@@ -205,10 +281,14 @@ def main() -> None:
         ),
     )
     parser.add_argument("--issuances", type=int, default=3000)
-    parser.add_argument("--warmup", type=int, default=200)
+    parser.add_argument("--warmup", type=int, default=300)
     parser.add_argument("--wallets", type=int, default=48)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--client", choices=("lean", "httpx"), default="lean")
+    parser.add_argument(
+        "--verify-every", type=int, default=50, help="verify every Nth credential fully"
+    )
     parser.add_argument("--no-dpop", action="store_true", help="HAIP off: Bearer tokens")
     args = parser.parse_args()
 
@@ -228,34 +308,23 @@ def main() -> None:
         os.environ.update(env)
         settings = IssuerSettings(dev_sample_data=True)
         started = time.perf_counter()
-        codes = prepare(settings, args.warmup + args.issuances)
+        codes, anchor = prepare(settings, args.warmup + args.issuances)
         offer_seconds = time.perf_counter() - started
-        server = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "bench.issuer:make_app",
-                "--factory",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(args.port),
-                "--workers",
-                str(args.workers),
-                "--log-level",
-                "warning",
-                "--no-access-log",
-            ],
-            cwd=ROOT,
-            env=env,
-            start_new_session=True,
-        )
+        server = start_server(args, env)
         wait_ready(base)
-        asyncio.run(run(base, codes[: args.warmup], args.wallets))
-        cpu_before = server_cpu(server.pid, name)
-        client_before = time.process_time()
-        latencies, errors, elapsed = asyncio.run(run(base, codes[args.warmup :], args.wallets))
+        if args.client == "lean":
+            tickets = lean_wallet.make_tickets(base, codes)
+            uvloop.run(run_lean(base, tickets[: args.warmup], args.wallets, args.verify_every))
+            cpu_before = server_cpu(server.pid, name)
+            client_before = time.process_time()
+            outcome = uvloop.run(
+                run_lean(base, tickets[args.warmup :], args.wallets, args.verify_every)
+            )
+        else:
+            asyncio.run(run_httpx(base, codes[: args.warmup], args.wallets))
+            cpu_before = server_cpu(server.pid, name)
+            client_before = time.process_time()
+            outcome = asyncio.run(run_httpx(base, codes[args.warmup :], args.wallets))
         client_cpu = time.process_time() - client_before
         cpu_after = server_cpu(server.pid, name)
     finally:
@@ -263,11 +332,49 @@ def main() -> None:
             os.killpg(server.pid, signal.SIGTERM)
             server.wait(20)
         drop_database(args.postgres, name)
-    done = len(latencies)
-    print(f"offers prepared: {len(codes)} in {offer_seconds:.1f} s (back-office function)")
+    verified = lean_wallet.verify_sample(outcome.sample, anchor, base)
+    report(args, outcome, offer_seconds, len(codes), verified, cpu_before, cpu_after, client_cpu)
+
+
+def start_server(args: argparse.Namespace, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            os.environ.get("INTYG_BENCH_APP", "bench.issuer:make_app"),
+            "--factory",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(args.port),
+            "--workers",
+            str(args.workers),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ],
+        cwd=ROOT,
+        env=env,
+        start_new_session=True,
+    )
+
+
+def report(
+    args: argparse.Namespace,
+    outcome: Outcome,
+    offer_seconds: float,
+    offers_made: int,
+    verified: int,
+    cpu_before: dict[str, dict[int, float]],
+    cpu_after: dict[str, dict[int, float]],
+    client_cpu: float,
+) -> None:
+    done, elapsed, latencies = len(outcome.latencies), outcome.elapsed, outcome.latencies
+    print(f"offers prepared: {offers_made} in {offer_seconds:.1f} s (back-office function)")
     print(
         f"issuer: uvicorn --workers {args.workers}, PostgreSQL, DPoP {not args.no_dpop}; "
-        f"{args.wallets} concurrent wallets"
+        f"{args.wallets} concurrent wallets ({args.client})"
     )
     print(
         f"issuances: {done} in {elapsed:.2f} s = {done / elapsed:.1f} issuances/s "
@@ -278,15 +385,23 @@ def main() -> None:
         f"p95 {percentile(latencies, 95) * 1000:.1f} ms, "
         f"p99 {percentile(latencies, 99) * 1000:.1f} ms"
     )
+    errors = outcome.errors
     print(f"errors: {len(errors)}" + (f" (first: {errors[0]})" if errors else ""))
+    if args.client == "lean":
+        print(
+            f"credentials checked: {done} structurally (typ, iss, vct, cnf = holder key, "
+            f"status), {verified} fully with intyg core (x5c, signature, key binding)"
+        )
     if done:
         # CPU per issuance tells changes apart even when other work shares the machine.
-        used = {k: (cpu_after[k] - cpu_before[k]) * 1000 / done for k in cpu_after}
+        used = {k: cpu_used(cpu_before[k], cpu_after[k]) * 1000 / done for k in cpu_after}
+        total = used["uvicorn"] + used["postgres"] + client_cpu * 1000 / done
         print(
-            f"CPU per issuance: uvicorn {used['uvicorn']:.1f} ms "
-            f"({used['uvicorn_system']:.1f} in the kernel), "
-            f"PostgreSQL {used['postgres']:.1f} ms, "
-            f"load generator {client_cpu * 1000 / done:.1f} ms"
+            f"CPU per issuance: uvicorn {used['uvicorn']:.2f} ms "
+            f"({used['uvicorn_system']:.2f} in the kernel), "
+            f"PostgreSQL {used['postgres']:.2f} ms ({len(cpu_after['postgres'])} backends), "
+            f"load generator {client_cpu * 1000 / done:.2f} ms; "
+            f"total {total:.2f} ms = {2000 / total:.0f} issuances/s on 2 idle cores"
         )
 
 

@@ -1,35 +1,40 @@
 """Verifier throughput: OpenID4VP ``direct_post`` verifications per second over HTTP on loopback.
 
 A verification is one wallet response to ``POST /response`` that the verifier checks in
-full (locate the transaction by ``state`` or JWE ``kid``, decrypt, consume the nonce once,
-trust list + x5c chain, issuer signature, disclosures, validity, KB-JWT, requested claims,
-status list (cached), schema) and records (result, sealed claims, audit) in PostgreSQL.
+full (locate the transaction by ``state`` or JWE ``kid``, decrypt, trust list + x5c chain,
+issuer signature, disclosures, validity, KB-JWT, nonce once, requested claims, values,
+status list (cached), schema) and records (result, sealed claims, audit, outbox) in
+PostgreSQL before it answers 200.
 
-Everything a wallet would do is done **before** the timed section: N transactions are
+Everything a wallet would do is done **before** the timed section: transactions are
 created with :func:`verifier.transactions.create_transaction` (as the employer API does),
-N registration certificates are issued with :func:`intyg.sdjwt_vc.issue_vc` by a test CA that
-is in the trust list, and each gets a KB-JWT with its transaction's ``nonce`` and the full
-``client_id``; the forms are encoded for ``direct_post`` and ``direct_post.jwt`` (ECDH-ES,
-A256GCM to the transaction's key). Then:
+registration certificates issued with :func:`intyg.sdjwt_vc.issue_vc` by a test CA in the
+trust list, each with a KB-JWT for its transaction's ``nonce`` and full ``client_id``; the
+forms are encoded for ``direct_post`` and ``direct_post.jwt`` (ECDH-ES, A256GCM to the
+transaction's key). Each body is sent exactly once (a second send would be a replay). Then:
 
-1. closed loop: C concurrent connections (asyncio + httpx) fire the responses as fast as the
-   verifier answers, for each response mode;
+1. closed loop per response mode: C keep-alive connections, each sending its next body when
+   the last was answered (``wrk`` with bench/verifier_wrk.lua, or the asyncio client);
 2. the same presentations against a **bare** FastAPI endpoint that does only the two
    signature checks (issuer JWT ES256 + KB-JWT ES256) — the floor of any verifier;
-3. open loop at a fixed rate (default 1,000/s): requests start on schedule whether or not
-   earlier ones finished, latency counted from the scheduled start (no coordinated omission).
+3. open loop at a fixed rate (default 1,000/s) with the asyncio client: requests start on
+   schedule whether or not earlier ones finished, latency counted from the scheduled start.
 
-A fresh PostgreSQL database is created for the run and dropped afterwards.
+CPU time per verification is reported for the uvicorn processes, the benchmark database's
+PostgreSQL backends and the load generator, with the rest of the machine's load at the time
+(the machine may be shared: CPU per verification is the figure to compare). Afterwards the
+database must hold exactly as many verified transactions as there were 200 answers, none
+rejected, and a sample of results read through the employer API must be ``verified`` with
+every check named. A fresh PostgreSQL database is created and dropped.
 
-    .venv/bin/python bench/verifier.py --verifications 3000 --connections 64 --workers 2
+    .venv/bin/python bench/verifier.py --verifications 5000 --connections 32 --workers 2
 
-Targets (issue 5): >= 1,500 verifications/s; p99 < 50 ms at 1,000/s.
+Targets (issue 5): >= 1,500 verifications/s; p99 < 50 ms at 1,000/s (open loop).
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import signal
@@ -38,6 +43,7 @@ import sys
 import tempfile
 import time
 import types
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,14 +57,11 @@ from fastapi.responses import JSONResponse
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.issuer import (  # noqa: E402
-    create_database,
-    drop_database,
-    percentile,
-    server_cpu,
-)
+from bench import verifier_load as load  # noqa: E402
+from bench.issuer import cpu_used, create_database, drop_database, server_cpu  # noqa: E402
 from intyg import jose, jwe, sdjwt, status  # noqa: E402
 from intyg.web import db  # noqa: E402
+from intyg.web.bodies import parse_form  # noqa: E402
 from intyg.web.crypto_store import generate_master_key  # noqa: E402
 from tests.verifier.helpers import (  # noqa: E402
     REGISTRATION_DISCLOSE,
@@ -67,10 +70,10 @@ from tests.verifier.helpers import (  # noqa: E402
     issue,
     registration_payload,
 )
-from verifier import templates, transactions  # noqa: E402
+from verifier import pipeline, templates, transactions  # noqa: E402
 from verifier.app import build_context, create_app, startup  # noqa: E402
-from verifier.employers import DEV_EMPLOYER  # noqa: E402
-from verifier.models import Employer  # noqa: E402
+from verifier.employers import DEV_CLIENT_ID, DEV_EMPLOYER  # noqa: E402
+from verifier.models import Employer, Transaction  # noqa: E402
 from verifier.settings import VerifierSettings  # noqa: E402
 
 if "sniffio" not in sys.modules:
@@ -81,7 +84,8 @@ if "sniffio" not in sys.modules:
         _stub.current_async_library = lambda: "asyncio"  # type: ignore[attr-defined]
         sys.modules["sniffio"] = _stub
 
-FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+MODES = ("direct_post", "direct_post.jwt")
+API_SECRET = "bench-secret"  # the development API client of a throwaway database
 
 
 # -- the two servers (uvicorn factories) -----------------------------------------------------------
@@ -93,9 +97,8 @@ def make_app():  # type: ignore[no-untyped-def]
     app = create_app(VerifierSettings(), background_tasks=())
     threads = int(os.environ.get("INTYG_BENCH_THREADS", "0"))
     if threads:
-        # The endpoints run in anyio's thread pool (40 threads by default); more threads than
-        # database connections (pool 10 + overflow 10) means waiting for, and churning,
-        # connections. Cap the pool at ``--threads``.
+        # Blocking work runs in anyio's thread pool (40 threads by default); more threads
+        # than database connections means waiting for, and churning, connections.
         import contextlib
 
         import anyio.to_thread
@@ -120,8 +123,8 @@ def make_bare_app():  # type: ignore[no-untyped-def]
 
     @app.post("/response")
     async def bare(request: Request) -> JSONResponse:
-        form = await request.form()
-        presentation = json.loads(str(form["vp_token"]))["registration"][0]
+        form = parse_form(await request.body())
+        presentation = json.loads(form["vp_token"])["registration"][0]
         parts = presentation.split("~")
         issuer_jws = jose.parse_jws(parts[0])
         jose.verify_signature(issuer_jws, issuer_key)
@@ -137,9 +140,9 @@ def make_bare_app():  # type: ignore[no-untyped-def]
 
 @dataclass
 class Prepared:
-    direct_post: list[bytes]  # form bodies, one transaction each
-    direct_post_jwt: list[bytes]
-    bare: list[bytes]  # plain forms of the same presentations (for the bare endpoint)
+    bodies: dict[str, list[bytes]]  # per response mode, one transaction each
+    transaction_ids: dict[str, list[str]]
+    bare: list[bytes]  # plain forms of the direct_post.jwt presentations
     issuer_jwk: dict[str, Any]
 
 
@@ -151,7 +154,9 @@ def prepare(settings: VerifierSettings, counts: dict[str, int], status_uri: str,
         employer = unit.scalars(
             sa.select(Employer).where(Employer.org_number == DEV_EMPLOYER[1])
         ).one()
-    forms: dict[str, list[bytes]] = {"direct_post": [], "direct_post.jwt": [], "bare": []}
+    bodies: dict[str, list[bytes]] = {mode: [] for mode in MODES}
+    ids: dict[str, list[str]] = {mode: [] for mode in MODES}
+    bare: list[bytes] = []
     for mode, count in counts.items():
         mode_ctx = build_context(
             settings.model_copy(update={"response_mode": mode}), engine=ctx.engine
@@ -181,111 +186,105 @@ def prepare(settings: VerifierSettings, counts: dict[str, int], status_uri: str,
             )
             vp_token = {"registration": [presentation]}
             plain = urlencode({"vp_token": json.dumps(vp_token), "state": claims["state"]})
-            forms["bare"].append(plain.encode("ascii"))
+            ids[mode].append(transaction.id)
             if mode == "direct_post":
-                forms["direct_post"].append(plain.encode("ascii"))
-            else:
-                jwk = claims["client_metadata"]["jwks"]["keys"][0]
-                response = jwe.encrypt(
-                    {"vp_token": vp_token, "state": claims["state"]}, jwk, enc="A256GCM"
-                )
-                forms["direct_post.jwt"].append(urlencode({"response": response}).encode())
+                bodies[mode].append(plain.encode("ascii"))
+                continue
+            bare.append(plain.encode("ascii"))
+            jwk = claims["client_metadata"]["jwks"]["keys"][0]
+            response = jwe.encrypt(
+                {"vp_token": vp_token, "state": claims["state"]}, jwk, enc="A256GCM"
+            )
+            bodies[mode].append(urlencode({"response": response}).encode("ascii"))
     ctx.engine.dispose()
-    return Prepared(
-        forms["direct_post"], forms["direct_post.jwt"], forms["bare"], af.key.public_jwk()
-    )
+    return Prepared(bodies, ids, bare, af.key.public_jwk())
 
 
-# -- load generators -------------------------------------------------------------------------------
+# -- measuring -------------------------------------------------------------------------------------
+
+
+def _machine_busy() -> float:
+    """CPU seconds the whole machine has spent busy so far (/proc/stat)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:9]]
+    # user nice system idle iowait irq softirq steal: all but idle and iowait are busy.
+    return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
-class Outcome:
-    latencies: list[float]
-    errors: list[str]
-    elapsed: float
+class Measured:
+    label: str
+    outcome: load.Outcome
+    server: float  # CPU seconds of the uvicorn processes
+    postgres: float  # CPU seconds of the benchmark database's backends
+    other_cores: float  # the rest of the machine, in busy cores on average
+    load_average: float
+
+    def per(self, seconds: float) -> float:
+        """Milliseconds per answered request."""
+        return seconds * 1000 / self.outcome.total if self.outcome.total else float("nan")
 
 
-async def _post(client: httpx.AsyncClient, body: bytes) -> str | None:
-    response = await client.post("/response", content=body, headers=FORM)
-    if response.status_code != 200:
-        return f"{response.status_code} {response.text[:160]}"
-    return None
+def measure(
+    label: str, server_pid: int, database: str, run: Callable[[], load.Outcome]
+) -> Measured:
+    before, busy = server_cpu(server_pid, database), _machine_busy()
+    started = time.perf_counter()
+    outcome = run()
+    wall = time.perf_counter() - started
+    after, busy = server_cpu(server_pid, database), _machine_busy() - busy
+    server = cpu_used(before["uvicorn"], after["uvicorn"])
+    postgres = cpu_used(before["postgres"], after["postgres"])
+    other = max(0.0, busy - server - postgres - outcome.client_cpu) / wall
+    return Measured(label, outcome, server, postgres, other, os.getloadavg()[0])
 
 
-async def closed_loop(base: str, bodies: list[bytes], connections: int) -> Outcome:
-    """``connections`` clients, each sending the next body as soon as its last one returned."""
-    queue = list(reversed(bodies))
-    latencies: list[float] = []
-    errors: list[str] = []
-    limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
-    clients = [
-        httpx.AsyncClient(base_url=base, timeout=60, limits=limits) for _ in range(connections)
-    ]
-
-    async def worker(client: httpx.AsyncClient) -> None:
-        while queue:
-            body = queue.pop()
-            started = time.perf_counter()
-            try:
-                error = await _post(client, body)
-            except httpx.HTTPError as exc:
-                error = repr(exc)
-            if error:
-                errors.append(error)
-            else:
-                latencies.append(time.perf_counter() - started)
-
-    try:
-        started = time.perf_counter()
-        await asyncio.gather(*(worker(client) for client in clients))
-        elapsed = time.perf_counter() - started
-    finally:
-        for client in clients:
-            await client.aclose()
-    return Outcome(latencies, errors, elapsed)
+def _closed(args: argparse.Namespace, base: str, bodies: list[bytes]) -> load.Outcome:
+    if args.generator == "wrk":
+        return load.wrk_closed_loop(base, "/response", bodies, args.connections)
+    host, _, port = base.removeprefix("http://").partition(":")
+    requests = load.render(host, int(port), "/response", bodies)
+    return load.closed_loop(host, int(port), requests, args.connections)
 
 
-async def open_loop(base: str, bodies: list[bytes], rate: float, connections: int) -> Outcome:
-    """Request i starts at ``t0 + i / rate``; latency counts from that scheduled time."""
-    latencies: list[float] = []
-    errors: list[str] = []
-    limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
-    pool: asyncio.Queue[httpx.AsyncClient] = asyncio.Queue()
-    clients = [
-        httpx.AsyncClient(base_url=base, timeout=60, limits=limits) for _ in range(connections)
-    ]
-    for client in clients:
-        pool.put_nowait(client)
+# -- correctness -----------------------------------------------------------------------------------
 
-    async def one(body: bytes, scheduled: float) -> None:
-        client = await pool.get()
-        try:
-            error = await _post(client, body)
-        except httpx.HTTPError as exc:
-            error = repr(exc)
-        finally:
-            pool.put_nowait(client)
-        if error:
-            errors.append(error)
-        else:
-            latencies.append(time.perf_counter() - scheduled)
 
-    tasks = []
-    try:
-        started = time.perf_counter()
-        for index, body in enumerate(bodies):
-            scheduled = started + index / rate
-            delay = scheduled - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one(body, scheduled)))
-        await asyncio.gather(*tasks)
-        elapsed = time.perf_counter() - started
-    finally:
-        for client in clients:
-            await client.aclose()
-    return Outcome(latencies, errors, elapsed)
+def check_results(
+    url: str, base: str, expected_verified: int, sample: list[str]
+) -> tuple[bool, str]:
+    """The database holds exactly ``expected_verified`` verified transactions and nothing
+    rejected; sampled results (employer API) are verified with every check named."""
+    engine = db.create_engine(url)
+    with engine.connect() as connection:
+        counts = dict(
+            connection.execute(
+                sa.select(Transaction.status, sa.func.count()).group_by(Transaction.status)
+            ).all()
+        )
+    engine.dispose()
+    problems = []
+    if counts.get("verified", 0) != expected_verified:
+        problems.append(f"{counts.get('verified', 0)} verified, expected {expected_verified}")
+    for status_name in ("rejected", "processing", "error"):
+        if counts.get(status_name):
+            problems.append(f"{counts[status_name]} {status_name}")
+    headers = {"X-API-Key": f"{DEV_CLIENT_ID}:{API_SECRET}"}
+    expected_names = set(pipeline.CHECK_NAMES)
+    for transaction_id in sample:
+        view = httpx.get(f"{base}/api/v1/transactions/{transaction_id}", headers=headers).json()
+        result = view.get("result") or {}
+        names = {check["name"] for check in result.get("checks", [])}
+        failed = [c["name"] for c in result.get("checks", []) if c["status"] == "failed"]
+        if view.get("status") != "verified" or failed or names != expected_names:
+            problems.append(f"{transaction_id}: {view.get('status')}, failed {failed}")
+    summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+    if problems:
+        return False, f"NOT OK: {'; '.join(problems)} (database: {summary})"
+    return True, (
+        f"OK: {expected_verified} answers 200 = {counts.get('verified', 0)} verified in the "
+        f"database, 0 rejected ({summary}); {len(sample)} sampled results verified, all "
+        f"{len(expected_names)} checks named"
+    )
 
 
 # -- running ---------------------------------------------------------------------------------------
@@ -305,6 +304,10 @@ def _uvicorn(factory: str, port: int, workers: int, env: dict[str, str]) -> subp
             str(port),
             "--workers",
             str(workers),
+            "--loop",
+            "uvloop",
+            "--http",
+            "httptools",
             "--log-level",
             "warning",
             "--no-access-log",
@@ -321,7 +324,7 @@ def _stop(server: subprocess.Popen | None) -> None:
         server.wait(20)
 
 
-def _wait(base: str, path: str, seconds: float = 30) -> None:
+def _wait(base: str, path: str, seconds: float = 60) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         try:
@@ -333,27 +336,26 @@ def _wait(base: str, path: str, seconds: float = 30) -> None:
     raise RuntimeError(f"{base} did not become ready")
 
 
-def _line(label: str, outcome: Outcome, cpu: dict[str, float] | None = None) -> str:
-    done = len(outcome.latencies)
-    rate = done / outcome.elapsed if outcome.elapsed else 0.0
+def _line(measured: Measured, *, verifications: bool = True) -> str:
+    outcome = measured.outcome
+    p = outcome.percentiles
+    statuses = ", ".join(f"{code}: {n}" for code, n in sorted(outcome.statuses.items()))
     text = (
-        f"{label:<34} {done:>6} ok in {outcome.elapsed:6.2f} s = {rate:8.1f}/s   "
-        f"p50 {percentile(outcome.latencies, 50) * 1000:7.1f} ms   "
-        f"p99 {percentile(outcome.latencies, 99) * 1000:7.1f} ms   "
-        f"errors {len(outcome.errors)}"
+        f"{measured.label:<32} {outcome.ok:>6} x 200 in {outcome.elapsed:6.2f} s "
+        f"= {outcome.rate:7.1f}/s   p50 {p[50] * 1000:6.1f}  p95 {p[95] * 1000:6.1f}  "
+        f"p99 {p[99] * 1000:6.1f} ms   [{statuses}]"
     )
-    if outcome.errors:
-        text += f" (first: {outcome.errors[0]})"
-    if cpu and done:
-        text += (
-            f"\n{'':<34} CPU per verification: uvicorn {cpu['uvicorn'] * 1000 / done:.2f} ms, "
-            f"PostgreSQL {cpu['postgres'] * 1000 / done:.2f} ms"
-        )
+    what = "verification" if verifications else "request"
+    text += (
+        f"\n{'':<32} CPU per {what}: uvicorn {measured.per(measured.server):.2f} ms, "
+        f"PostgreSQL {measured.per(measured.postgres):.2f} ms, load generator "
+        f"{measured.per(outcome.client_cpu):.2f} ms ({outcome.generator}); "
+        f"rest of the machine {measured.other_cores:.2f} cores busy, "
+        f"load {measured.load_average:.1f}"
+    )
+    for error in outcome.errors:
+        text += f"\n{'':<32} error: {error}"
     return text
-
-
-def _rate(outcome: Outcome) -> float:
-    return len(outcome.latencies) / outcome.elapsed if outcome.elapsed else 0.0
 
 
 def main() -> None:
@@ -364,31 +366,34 @@ def main() -> None:
             "INTYG_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
         ),
     )
-    parser.add_argument("--verifications", type=int, default=3000, help="per closed-loop run")
-    parser.add_argument("--warmup", type=int, default=200)
-    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--verifications", type=int, default=5000, help="per closed-loop run")
+    parser.add_argument("--warmup", type=int, default=300)
+    parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=8, help="worker threads per process")
     parser.add_argument("--rate", type=float, default=1000.0, help="open-loop requests/s")
     parser.add_argument("--open-seconds", type=float, default=5.0)
-    parser.add_argument("--open-mode", default="direct_post.jwt")
-    parser.add_argument("--threads", type=int, default=10, help="worker threads per process")
+    parser.add_argument("--open-mode", choices=MODES, default="direct_post.jwt")
+    parser.add_argument("--open-connections", type=int, default=128)
+    parser.add_argument(
+        "--generator",
+        choices=("wrk", "asyncio"),
+        default="wrk" if load.wrk_available() else "asyncio",
+        help="closed-loop load generator",
+    )
     parser.add_argument("--port", type=int, default=8775)
     parser.add_argument("--bare-port", type=int, default=8776)
     args = parser.parse_args()
 
     n, warm = args.verifications, args.warmup
     n_open = int(args.rate * args.open_seconds)
-    counts = {
-        "direct_post": warm + n + (n_open if args.open_mode == "direct_post" else 0),
-        "direct_post.jwt": warm + n + (n_open if args.open_mode == "direct_post.jwt" else 0),
-    }
+    counts = {mode: warm + n + (n_open if mode == args.open_mode else 0) for mode in MODES}
     name, url = create_database(args.postgres)
     base, bare_base = f"http://127.0.0.1:{args.port}", f"http://127.0.0.1:{args.bare_port}"
     status_server = StatusServer()
     pki = Pki()  # test CAs for AF and MYH, both in the trust list
-    af = pki.af
     status_uri = status_server.publish(
-        "bench-af", status.StatusList.create(64, bits=2), af, ttl=3600
+        "bench-af", status.StatusList.create(64, bits=2), pki.af, ttl=3600
     )
     scratch = tempfile.TemporaryDirectory(prefix="intyg-bench-verifier-")
     trust_file = Path(scratch.name) / "trust.json"
@@ -401,47 +406,57 @@ def main() -> None:
         "INTYG_VERIFIER_DATABASE_URL": url,
         "INTYG_VERIFIER_DATA_DIR": scratch.name,
         "INTYG_VERIFIER_TRUST_LIST_FILE": str(trust_file),
-        "INTYG_VERIFIER_DEV_API_CLIENT_SECRET": "bench-secret",
+        "INTYG_VERIFIER_DEV_API_CLIENT_SECRET": API_SECRET,
         "INTYG_VERIFIER_STATUS_CACHE_MIN_SECONDS": "300",
         "INTYG_VERIFIER_TRANSACTION_TTL": "3600",
         "INTYG_BENCH_THREADS": str(args.threads),
     }
     server = bare = None
-    results: dict[str, Outcome] = {}
-    cpu: dict[str, dict[str, float]] = {}
+    results: dict[str, Measured] = {}
+    verified_expected = 0
     try:
         os.environ.update(env)
         started = time.perf_counter()
-        prepared = prepare(VerifierSettings(), counts, status_uri, af)
+        prepared = prepare(VerifierSettings(), counts, status_uri, pki.af)
         prepare_seconds = time.perf_counter() - started
         env["INTYG_BENCH_ISSUER_JWK"] = json.dumps(prepared.issuer_jwk)
         server = _uvicorn("bench.verifier:make_app", args.port, args.workers, env)
         bare = _uvicorn("bench.verifier:make_bare_app", args.bare_port, args.workers, env)
         _wait(base, "/readyz")
         _wait(bare_base, "/docs")
-        for label, bodies in (
-            ("direct_post", prepared.direct_post),
-            ("direct_post.jwt", prepared.direct_post_jwt),
-        ):
-            asyncio.run(closed_loop(base, bodies[:warm], args.connections))
-            before = server_cpu(server.pid, name)
-            results[label] = asyncio.run(
-                closed_loop(base, bodies[warm : warm + n], args.connections)
+        for mode in MODES:
+            bodies = prepared.bodies[mode]
+            verified_expected += _closed(args, base, bodies[:warm]).ok
+            timed = bodies[warm : warm + n]
+            results[mode] = measure(
+                f"verifier {mode}", server.pid, name, lambda b=timed: _closed(args, base, b)
             )
-            after = server_cpu(server.pid, name)
-            cpu[label] = {k: after[k] - before[k] for k in after}
-        asyncio.run(closed_loop(bare_base, prepared.bare[:warm], args.connections))
-        results["bare"] = asyncio.run(
-            closed_loop(bare_base, prepared.bare[warm : warm + n], args.connections)
+            verified_expected += results[mode].outcome.ok
+        _closed(args, bare_base, prepared.bare[:warm])
+        results["bare"] = measure(
+            "bare: 2 ES256 signature checks",
+            bare.pid,
+            name,
+            lambda: _closed(args, bare_base, prepared.bare[warm : warm + n]),
         )
         _stop(bare)
         bare = None
-        open_bodies = (
-            prepared.direct_post if args.open_mode == "direct_post" else prepared.direct_post_jwt
-        )[warm + n :]
-        results["open"] = asyncio.run(
-            open_loop(base, open_bodies, args.rate, max(args.connections, 256))
+        open_requests = load.render(
+            "127.0.0.1", args.port, "/response", prepared.bodies[args.open_mode][warm + n :]
         )
+        results["open"] = measure(
+            f"open loop {args.rate:.0f}/s {args.open_mode}",
+            server.pid,
+            name,
+            lambda: load.open_loop(
+                "127.0.0.1", args.port, open_requests, args.rate, args.open_connections
+            ),
+        )
+        verified_expected += results["open"].outcome.ok
+        sample = [
+            prepared.transaction_ids[mode][warm + i * n // 3] for mode in MODES for i in (1, 2)
+        ]
+        correct, verdict = check_results(url, base, verified_expected, sample)
     finally:
         _stop(bare)
         _stop(server)
@@ -454,25 +469,35 @@ def main() -> None:
         f"{prepare_seconds:.1f} s (not timed)"
     )
     print(
-        f"verifier: uvicorn --workers {args.workers} x {args.threads} threads, PostgreSQL, "
-        f"{os.cpu_count()} CPUs, "
-        f"{args.connections} concurrent connections (asyncio + httpx, same machine)"
+        f"verifier: uvicorn --workers {args.workers} (uvloop, httptools) x {args.threads} "
+        f"threads, PostgreSQL; {os.cpu_count()} CPUs shared by server, database and load "
+        f"generator; closed loop: {args.connections} connections ({args.generator})"
     )
-    print(_line("verifier direct_post", results["direct_post"], cpu["direct_post"]))
-    print(_line("verifier direct_post.jwt", results["direct_post.jwt"], cpu["direct_post.jwt"]))
-    print(_line("bare: 2 ES256 signature checks", results["bare"]))
-    bare_rate = _rate(results["bare"])
-    for label in ("direct_post", "direct_post.jwt"):
-        ratio = _rate(results[label]) / bare_rate if bare_rate else float("nan")
-        print(f"ratio verifier {label} / bare: {ratio:.2f}")
-    print(_line(f"open loop {args.rate:.0f}/s ({args.open_mode})", results["open"]))
-    open_p99 = percentile(results["open"].latencies, 99) * 1000
-    best = max(_rate(results["direct_post"]), _rate(results["direct_post.jwt"]))
+    for mode in MODES:
+        print(_line(results[mode]))
+    print(_line(results["bare"], verifications=False))
+    bare_rate = results["bare"].outcome.rate
+    bare_cpu = results["bare"].per(results["bare"].server)
+    for mode in MODES:
+        measured = results[mode]
+        ratio = measured.outcome.rate / bare_rate if bare_rate else float("nan")
+        total = measured.per(measured.server + measured.postgres + measured.outcome.client_cpu)
+        print(
+            f"ratio verifier {mode} / bare: {ratio:.2f} (throughput), "
+            f"{bare_cpu / measured.per(measured.server):.2f} (server CPU); "
+            f"total CPU per verification {total:.2f} ms -> {2000 / total:.0f}/s on 2 cores"
+        )
+    print(_line(results["open"]))
+    print(f"correctness: {verdict}")
+    best = max(results[mode].outcome.rate for mode in MODES)
+    open_p99 = results["open"].outcome.percentiles[99] * 1000
     print(
         f"targets: >= 1500 verifications/s: {'met' if best >= 1500 else 'NOT met'} "
         f"({best:.0f}/s); p99 < 50 ms at {args.rate:.0f}/s: "
         f"{'met' if open_p99 < 50 else 'NOT met'} ({open_p99:.1f} ms)"
     )
+    if not correct:
+        sys.exit(1)
 
 
 if __name__ == "__main__":

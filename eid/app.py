@@ -17,13 +17,16 @@ from authlib.oauth2 import OAuth2Error
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
-from eid.persons import TEST_PERSONS
+from eid.persons import persons as test_persons
 from eid.server import CLAIMS, SCOPES, EidAuthorizationServer
 from eid.settings import EidSettings, ProductionRefused
 from eid.store import EidStore
 from intyg import jose, strict_json
 from intyg.web.bodies import read_form
 from intyg.web.errors import BearerTokenError, install_error_handlers
+from intyg.web.metrics import DEV_EID_AUTHORIZATIONS
+from intyg.web.operations import ReadinessCheck, configure_process
+from intyg.web.operations import install as install_operations
 
 __all__ = ["create_app", "create_app_from_env"]
 
@@ -108,11 +111,15 @@ def create_app(settings: EidSettings) -> FastAPI:
     key = _signing_key(settings)
     server = EidAuthorizationServer(settings, store, key)
     issuer = settings.issuer
-    app = FastAPI(title="intyg development eID (test only)", docs_url=None, redoc_url=None)
+    app = FastAPI(
+        title="intyg development eID (test only)", docs_url=None, redoc_url=None, openapi_url=None
+    )
     install_error_handlers(app)
     app.state.server = server
+    everyone = test_persons(settings.dev_load_persons)
+    by_id = {person.id: person for person in everyone}
 
-    @app.get("/.well-known/openid-configuration")
+    @app.get("/.well-known/openid-configuration", summary="OpenID Provider metadata")
     def discovery() -> dict[str, Any]:
         return {
             "issuer": issuer,
@@ -134,18 +141,7 @@ def create_app(settings: EidSettings) -> FastAPI:
             "ui_locales_supported": ["sv", "en"],
         }
 
-    @app.get("/healthz", include_in_schema=False)
-    def healthz() -> dict[str, str]:
-        """Liveness: the process answers."""
-        return {"status": "ok"}
-
-    @app.get("/readyz", include_in_schema=False)
-    def readyz() -> dict[str, str]:
-        """Readiness: the signing key is loaded and the code store answers."""
-        store.ping()
-        return {"status": "ready"}
-
-    @app.get("/jwks")
+    @app.get("/jwks", summary="The ID token signing key (JWK Set)")
     def jwks() -> dict[str, Any]:
         return {"keys": [{**key.public_jwk(), "use": "sig", "alg": "ES256"}]}
 
@@ -153,7 +149,7 @@ def create_app(settings: EidSettings) -> FastAPI:
         oauth_request = server.create_oauth2_request(("GET", "/authorize", request.headers, params))
         return oauth_request, server.get_consent_grant(oauth_request)
 
-    @app.get("/authorize")
+    @app.get("/authorize", include_in_schema=False)  # the person picker page
     def authorize(request: Request) -> Response:
         language = _language(request)
         params = _single_values(request)
@@ -173,18 +169,18 @@ def create_app(settings: EidSettings) -> FastAPI:
             lang=language,
             other="en" if language == "sv" else "sv",
             client_id=grant.client.client_id,
-            persons=TEST_PERSONS,
+            persons=everyone,
             transaction=transaction,
         )
 
-    @app.post("/authorize")
+    @app.post("/authorize", include_in_schema=False)
     async def decide(request: Request) -> Response:
         form = await read_form(request, max_bytes=4096)
         language = _language(request, form.get("lang"))
         params = store.take("picker", form.get("transaction", ""))
         if params is None:
             return _error_page(language, "the login page has expired; start again")
-        person = next((p for p in TEST_PERSONS if p.id == form.get("person")), None)
+        person = by_id.get(form.get("person", ""))
         if person is None and "cancel" not in form:
             return _error_page(language, "no test person chosen")
         try:
@@ -193,14 +189,19 @@ def create_app(settings: EidSettings) -> FastAPI:
             if error.redirect_uri:
                 return server.handle_response(*error())
             return _error_page(language, error.get_error_description() or error.error)
-        return server.create_authorization_response(oauth_request, grant_user=person, grant=grant)
+        response = server.create_authorization_response(
+            oauth_request, grant_user=person, grant=grant
+        )
+        DEV_EID_AUTHORIZATIONS.labels("approved" if person is not None else "cancelled").inc()
+        return response
 
-    @app.post("/token")
+    @app.post("/token", summary="Token endpoint (authorization code + PKCE)")
     async def token(request: Request) -> Response:
         form = await read_form(request, max_bytes=8192)
         return server.create_token_response(("POST", "/token", request.headers, form))
 
-    @app.api_route("/userinfo", methods=["GET", "POST"])
+    @app.get("/userinfo", summary="UserInfo (GET)")
+    @app.post("/userinfo", summary="UserInfo (POST)")
     def userinfo(request: Request) -> Response:
         scheme, _, access_token = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not access_token:
@@ -210,9 +211,17 @@ def create_app(settings: EidSettings) -> FastAPI:
             raise BearerTokenError("invalid_token", "access token unknown or expired", realm="eid")
         return JSONResponse(claims, headers={"Cache-Control": "no-store"})
 
+    checks = [
+        ReadinessCheck("database", store.ping, "the code store does not answer"),
+        ReadinessCheck("keys", lambda: key.kid is not None, "the signing key is not loaded"),
+    ]
+    install_operations(app, checks=checks, development=settings.is_development)
     return app
 
 
 def create_app_from_env() -> FastAPI:
-    """``uvicorn --factory eid.app:create_app_from_env``: settings from ``INTYG_EID_*``."""
-    return create_app(EidSettings())
+    """``uvicorn --factory eid.app:create_app_from_env``: settings from ``INTYG_EID_*``,
+    logging from ``INTYG_LOG_*`` (intyg.web.operations)."""
+    settings = EidSettings()
+    configure_process("eid", development=settings.is_development)
+    return create_app(settings)

@@ -9,9 +9,9 @@ one simulates an eID below LoA3 so relying parties can test their refusal.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 
-from intyg.personnummer import PersonalIdentityNumber
+from intyg.personnummer import PersonalIdentityNumber, luhn_check_digit
 
 LOA2 = "http://id.elegnamnden.se/loa/1.0/loa2"
 LOA3 = "http://id.elegnamnden.se/loa/1.0/loa3"
@@ -57,3 +57,31 @@ TEST_PERSONS: tuple[TestPerson, ...] = (
 )
 
 PERSONS_BY_ID: dict[str, TestPerson] = {person.id: person for person in TEST_PERSONS}
+
+
+#: Load tests only (bench/load.py): ``INTYG_EID_DEV_LOAD_PERSONS`` adds this many synthetic
+#: persons ``load-00001`` ... with valid-in-form invented numbers, born from 1950-01-01 on.
+MAX_LOAD_PERSONS = 10_000
+_LOAD_BORN_FROM = date(1950, 1, 1)
+
+
+def load_person(n: int) -> TestPerson:
+    """Synthetic person ``n`` (1-based) for load tests: a date, birth number 9xx, Luhn."""
+    if not 1 <= n <= MAX_LOAD_PERSONS:
+        raise ValueError(f"load persons are numbered 1 to {MAX_LOAD_PERSONS}")
+    born = _LOAD_BORN_FROM + timedelta(days=(n - 1) // 10)
+    nine = born.strftime("%y%m%d") + f"9{(n - 1) % 10}{n % 7}"
+    digits = born.strftime("%Y%m%d") + nine[6:] + str(luhn_check_digit(nine))
+    return TestPerson(f"load-{n:05d}", PersonalIdentityNumber(digits), "Load", f"Person {n}", born)
+
+
+def persons(load_persons: int = 0) -> tuple[TestPerson, ...]:
+    """The test persons, plus ``load_persons`` synthetic ones (development load tests)."""
+    return TEST_PERSONS + tuple(load_person(n) for n in range(1, load_persons + 1))
+
+
+def find_person(person_id: str) -> TestPerson:
+    """A person chosen on the picker (test or load person); KeyError if there is none."""
+    if person_id.startswith("load-") and person_id[5:].isdigit():
+        return load_person(int(person_id[5:]))
+    return PERSONS_BY_ID[person_id]

@@ -27,7 +27,7 @@ from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oidc.core import OpenIDCode
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
-from eid.persons import PERSONS_BY_ID, TestPerson
+from eid.persons import TestPerson, find_person
 from eid.settings import EidClient, EidSettings
 from eid.store import EidStore
 from intyg import jose
@@ -138,7 +138,7 @@ class _AuthorizationCode:
         return self.data["auth_time"]
 
     def get_acr(self) -> str:
-        return PERSONS_BY_ID[self.data["person"]].acr
+        return find_person(self.data["person"]).acr
 
     def get_amr(self) -> None:
         return None
@@ -265,7 +265,7 @@ class EidAuthorizationServer(AuthorizationServer):
         data = self.store.get("token", access_token)
         if data is None:
             return None
-        person = PERSONS_BY_ID[data["person"]]
+        person = find_person(data["person"])
         return {"sub": subject(self.issuer, person), **claims_for(person, data["scope"])}
 
 
@@ -306,7 +306,7 @@ def _grant_class(server: EidAuthorizationServer) -> type[AuthorizationCodeGrant]
             pass  # already removed by query_authorization_code
 
         def authenticate_user(self, authorization_code: _AuthorizationCode) -> TestPerson:
-            return PERSONS_BY_ID[authorization_code.data["person"]]
+            return find_person(authorization_code.data["person"])
 
     return Grant
 

@@ -14,9 +14,17 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from pydantic import BaseModel, ConfigDict, SecretStr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import SettingsConfigDict
 
+from eid.persons import MAX_LOAD_PERSONS
 from intyg.web.settings import ServiceSettings
 
 __all__ = ["EidClient", "EidSettings", "ProductionRefused"]
@@ -47,10 +55,13 @@ class EidSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="INTYG_EID_", extra="ignore", frozen=True)
     service_name: ClassVar[str] = "eid"
 
+    #: Registered relying parties: client id, secret, exact redirect URIs.
     clients: tuple[EidClient, ...] = ()
     #: RFC 6749 §4.1.2 recommends at most 10 minutes; a person picker needs far less.
     code_lifetime_seconds: int = 60
+    #: Lifetime of an access token for ``/userinfo``.
     access_token_lifetime_seconds: int = 300
+    #: ``exp`` of an ID token relative to its ``iat``.
     id_token_lifetime_seconds: int = 300
     #: How long the person-picker page stays usable.
     picker_lifetime_seconds: int = 600
@@ -58,6 +69,8 @@ class EidSettings(ServiceSettings):
     store_path: str = ":memory:"
     #: Private signing JWK (P-256); a fresh key is generated at start when unset.
     signing_key_jwk: SecretStr | None = None
+    #: Synthetic persons for load tests (eid/persons.py ``load_person``; bench/load.py).
+    dev_load_persons: int = Field(default=0, ge=0, le=MAX_LOAD_PERSONS)
 
     @model_validator(mode="after")
     def _production_rules(self) -> EidSettings:  # replaces the base rule on purpose

@@ -10,8 +10,11 @@ comes from the DID document's verification method named by the JWS ``kid``), for
   P-256 (``p256-pub`` 0x1200, 33-byte compressed point) and Ed25519 (``ed25519-pub`` 0xed).
 - ``did:web`` (W3C CCG did:web): the document is fetched through the caller's
   :data:`intyg.fetch.Fetch` (this module does no network I/O), parsed with
-  :mod:`intyg.strict_json`, must carry ``id`` equal to the DID, and the key must be a
-  verification method of that DID listed under the relationship the caller asks for.
+  :mod:`intyg.strict_json` (:func:`parse_did_web_document`), must carry ``id`` equal to the
+  DID, and the key must be a verification method of that DID listed under a relationship
+  the caller accepts (:func:`verification_key`, for callers that cache documents). In
+  development, ``http`` is used for ``localhost`` and loopback IPv4 literals
+  (``did:web:127.0.0.1%3A8404``), so services on one machine can name each other.
 
 Only P-256 and Ed25519 public keys are ever returned (via :func:`intyg.jose.key_from_jwk`).
 """
@@ -20,7 +23,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
@@ -28,7 +31,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from intyg import jose, strict_json
-from intyg.fetch import Fetch, FetchError
+from intyg.fetch import Fetch, FetchError, FetchResponse
 
 #: Longest DID URL accepted (a P-256 did:jwk is about 150 characters).
 MAX_DID_URL_LENGTH = 2048
@@ -274,24 +277,25 @@ def did_web_url(did: str, *, allow_http_localhost: bool = False) -> str:
 
     ``:`` separates path segments; a port is written ``%3A``. Anything that could make the
     URL point elsewhere than the named host and path is refused: IP literals, userinfo,
-    other percent-encodings, empty, ``.`` and ``..`` segments. ``http`` only for
-    ``localhost`` and only when the caller enables development mode.
+    other percent-encodings, empty, ``.`` and ``..`` segments. ``allow_http_localhost``
+    (development mode only) permits ``localhost`` and loopback IPv4 literals, over ``http``.
     """
     did, method, fragment = split_did_url(did)
     if method != "web" or fragment is not None:
         raise DIDError("expected a did:web DID")
     host_segment, *path = did[len("did:web:") :].split(":")
-    host, port = _did_web_host(host_segment)
+    host, port = _did_web_host(host_segment, allow_loopback=allow_http_localhost)
     for segment in path:
         if not _PATH_SEGMENT.fullmatch(segment) or segment in (".", ".."):
             raise DIDError("did:web path segment is empty or not allowed")
-    scheme = "http" if allow_http_localhost and host == "localhost" else "https"
+    local = host == "localhost" or _is_loopback_ipv4(host)
+    scheme = "http" if allow_http_localhost and local else "https"
     authority = f"{host}:{port}" if port else host
     location = "/".join(path) if path else ".well-known"
     return f"{scheme}://{authority}/{location}/did.json"
 
 
-def _did_web_host(segment: str) -> tuple[str, str | None]:
+def _did_web_host(segment: str, *, allow_loopback: bool = False) -> tuple[str, str | None]:
     parts = _PORT_SEPARATOR.split(segment)
     if len(parts) > 2:
         raise DIDError("did:web host has more than one port")
@@ -303,6 +307,8 @@ def _did_web_host(segment: str) -> tuple[str, str | None]:
     labels = host.split(".")
     if len(host) > 253 or not all(_DNS_LABEL.fullmatch(label) for label in labels):
         raise DIDError("did:web host is not a valid DNS name")
+    if allow_loopback and _is_loopback_ipv4(host):
+        return host, port
     if _is_ip_address(host) or labels[-1].isdigit():
         raise DIDError("did:web must not use an IP address")
     return host.lower(), port
@@ -316,12 +322,27 @@ def _is_ip_address(host: str) -> bool:
     return True
 
 
+def _is_loopback_ipv4(host: str) -> bool:
+    """A loopback IPv4 address in its canonical dotted form (``127.0.0.1``, not ``127.1``)."""
+    try:
+        address = ipaddress.IPv4Address(host)
+    except ValueError:
+        return False
+    return address.is_loopback and str(address) == host
+
+
 def _did_web_document(did: str, fetch: Fetch, allow_http_localhost: bool) -> dict[str, Any]:
     url = did_web_url(did, allow_http_localhost=allow_http_localhost)
     try:
         response = fetch(url, DID_ACCEPT)
     except FetchError as exc:
         raise DIDError("could not retrieve the did:web DID document") from exc
+    return parse_did_web_document(did, response)
+
+
+def parse_did_web_document(did: str, response: FetchResponse) -> dict[str, Any]:
+    """did:web "Read": the fetched document of ``did`` as a JSON object (media type, size,
+    strict JSON, ``id`` identical to the DID)."""
     media_type = response.content_type.split(";", 1)[0].strip().lower()
     if media_type not in _DOCUMENT_MEDIA_TYPES:
         raise DIDError("did:web DID document has an unexpected media type")
@@ -370,26 +391,51 @@ def resolve_verification_key(
     fragment, the DID must have exactly one method under ``relationship``. The returned
     key's ``kid`` is the absolute verification method id.
     """
-    if relationship not in RELATIONSHIPS:
-        raise DIDError(f"unsupported verification relationship {relationship[:40]!r}")
+    _check_relationships((relationship,))
     did, method, fragment = split_did_url(did_url)
     if method in ("jwk", "key"):
         return _self_certifying_key(did, fragment, relationship)
     document = resolve(did, fetch, allow_http_localhost=allow_http_localhost)
-    return _verification_key(document, did, fragment, relationship)
+    return _verification_key(document, did, fragment, (relationship,))
+
+
+def verification_key(
+    document: Mapping[str, Any],
+    did_url: str,
+    *,
+    relationships: Sequence[str] = ("assertionMethod",),
+) -> jose.Key:
+    """The key of the verification method ``did_url`` names in an already resolved
+    ``document`` of its DID (for callers that cache documents), listed under any of
+    ``relationships``; the same rules as :func:`resolve_verification_key`."""
+    _check_relationships(relationships)
+    did, _, fragment = split_did_url(did_url)
+    if document.get("id") != did:
+        raise DIDError("DID document id does not match the DID")
+    return _verification_key(document, did, fragment, tuple(relationships))
+
+
+def _check_relationships(relationships: Sequence[str]) -> None:
+    if not relationships:
+        raise DIDError("no verification relationship given")
+    for relationship in relationships:
+        if relationship not in RELATIONSHIPS:
+            raise DIDError(f"unsupported verification relationship {relationship[:40]!r}")
 
 
 @lru_cache(maxsize=1024)
 def _self_certifying_key(did: str, fragment: str | None, relationship: str) -> jose.Key:
     # did:jwk and did:key documents are a pure function of the DID: safe to cache.
-    return _verification_key(resolve(did), did, fragment, relationship)
+    return _verification_key(resolve(did), did, fragment, (relationship,))
 
 
 def _verification_key(
-    document: Mapping[str, Any], did: str, fragment: str | None, relationship: str
+    document: Mapping[str, Any], did: str, fragment: str | None, relationships: tuple[str, ...]
 ) -> jose.Key:
     methods = _verification_methods(document, did)
-    authorised = _relationship_ids(document, did, relationship, methods)
+    authorised: set[str] = set()
+    for relationship in relationships:
+        authorised |= _relationship_ids(document, did, relationship, methods)
     if fragment is None:
         if len(authorised) != 1:
             raise DIDError("DID URL must name a verification method (fragment)")
@@ -399,7 +445,7 @@ def _verification_key(
     if target not in methods:
         raise DIDError("verification method not found in the DID document")
     if target not in authorised:
-        raise DIDError(f"verification method is not listed under {relationship}")
+        raise DIDError(f"verification method is not listed under {' or '.join(relationships)}")
     method = methods[target]
     if method.get("controller") != did:
         raise DIDError("verification method controller does not match the DID")

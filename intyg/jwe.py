@@ -1,4 +1,4 @@
-"""Compact JWE (RFC 7516) for OpenID4VP response encryption, on jwcrypto, behind an allow-list.
+"""Compact JWE (RFC 7516) for OpenID4VP response encryption, behind an allow-list.
 
 OpenID4VP 1.0 §8.3 encrypts the Authorization Response as an unsigned JWE to a key from the
 Verifier's ``client_metadata.jwks``; HAIP 1.0 fixes that key agreement to ``ECDH-ES`` on P-256
@@ -15,6 +15,10 @@ allow-list is exactly that:
   decoded; the protected header is parsed with :mod:`intyg.strict_json` (duplicates refused);
 - the protected header names the recipient key with ``kid``; the decrypting key is chosen by it.
 
+Encryption uses jwcrypto; decryption, the verifier's hot path, is the one allowed algorithm
+written out on ``cryptography`` (ECDH, Concat KDF, AES-GCM): no general JOSE machinery runs
+on a token before it is authenticated.
+
 Encryption keys are plain JWK dicts (or :class:`intyg.jose.Key` for P-256 private keys):
 ``jose.Key`` describes signing keys, and an ``ECDH-ES`` JWK is not one.
 """
@@ -26,10 +30,13 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.concatkdf import ConcatKDFHash
 from jwcrypto import jwe as jwcrypto_jwe
 from jwcrypto import jwk as jwcrypto_jwk
-from jwcrypto.common import JWException
 
 from intyg import jose, strict_json
 
@@ -91,21 +98,23 @@ def check_encryption_jwk(jwk: Any) -> dict[str, Any]:
     return dict(jwk)
 
 
-def _public_point(jwk: Mapping[str, Any]) -> None:
+def _public_point(jwk: Mapping[str, Any]) -> ec.EllipticCurvePublicKey:
     """Refuse coordinates that are malformed or not on P-256 (invalid-curve attacks)."""
     try:
-        jose.key_from_jwk({"kty": "EC", "crv": "P-256", "x": jwk.get("x"), "y": jwk.get("y")})
+        key = jose.key_from_jwk({"kty": "EC", "crv": "P-256", "x": jwk.get("x"), "y": jwk.get("y")})
     except jose.JoseError as exc:
         raise JWEError(f"key: {exc}") from exc
+    assert isinstance(key.public_key, ec.EllipticCurvePublicKey)
+    return key.public_key
 
 
-def _private_jwcrypto_key(key: PrivateKeyInput) -> tuple[str | None, jwcrypto_jwk.JWK]:
+def _private_key(key: PrivateKeyInput) -> ec.EllipticCurvePrivateKey:
     if isinstance(key, jwcrypto_jwk.JWK):
-        return key.get("kid"), key
+        key = key.export_private(as_dict=True)
     if isinstance(key, jose.Key):
         if not isinstance(key.private_key, ec.EllipticCurvePrivateKey):
             raise JWEError("decryption key must be a P-256 private key")
-        return key.kid, jwcrypto_jwk.JWK.from_pyca(key.private_key)
+        return key.private_key
     if not isinstance(key, Mapping) or key.get("kty") != "EC" or key.get("crv") != "P-256":
         raise JWEError("decryption key must be a P-256 private JWK")
     try:
@@ -114,7 +123,7 @@ def _private_jwcrypto_key(key: PrivateKeyInput) -> tuple[str | None, jwcrypto_jw
         )
     except jose.JoseError as exc:
         raise JWEError(f"decryption key: {exc}") from exc
-    return _private_jwcrypto_key(loaded.with_kid(key.get("kid")))
+    return _private_key(loaded)
 
 
 # -- encryption (RFC 7516 §5.1) ----------------------------------------------------------
@@ -225,21 +234,56 @@ def decrypt(
     if header["enc"] not in allowed_enc:
         raise JWEError("JWE enc was not offered for this response")
     key = _key_by_kid(private_keys, header["kid"])
-    decrypter = jwcrypto_jwe.JWE()
-    decrypter.allowed_algs = [ALG_ECDH_ES, header["enc"]]
     try:
-        decrypter.deserialize(token, key=key)
-    except (JWException, ValueError, TypeError) as exc:
+        plaintext = _ecdh_es_decrypt(token, header, key)
+    except (InvalidTag, JWEError, jose.JoseError, ValueError, TypeError) as exc:
         # One message for every failure: no oracle on which step failed.
         raise JWEError("JWE decryption failed") from exc
-    return header, decrypter.payload
+    return header, plaintext
 
 
-def _key_by_kid(private_keys: Sequence[PrivateKeyInput], kid: str) -> jwcrypto_jwk.JWK:
+def _ecdh_es_decrypt(
+    token: str, header: Mapping[str, Any], key: ec.EllipticCurvePrivateKey
+) -> bytes:
+    """RFC 7518 §4.6 direct key agreement (Concat KDF, §4.6.2) and §5.3 AES GCM, with the
+    protected header segment as the additional authenticated data (RFC 7516 §5.2 step 14).
+    ``header`` passed :func:`parse_header`."""
+    header_segment, _, iv, ciphertext, tag = token.split(".")
+    enc = header["enc"]
+    size = 16 if enc == "A128GCM" else 32
+    shared = key.exchange(ec.ECDH(), _public_point(header["epk"]))
+    other_info = b"".join(
+        (
+            _length_prefixed(enc.encode("ascii")),
+            _length_prefixed(_party_info(header, "apu")),
+            _length_prefixed(_party_info(header, "apv")),
+            (size * 8).to_bytes(4, "big"),
+        )
+    )
+    cek = ConcatKDFHash(hashes.SHA256(), size, other_info).derive(shared)
+    return AESGCM(cek).decrypt(
+        jose.b64url_decode(iv),
+        jose.b64url_decode(ciphertext) + jose.b64url_decode(tag),
+        header_segment.encode("ascii"),
+    )
+
+
+def _party_info(header: Mapping[str, Any], name: str) -> bytes:
+    value = header.get(name, "")
+    if not isinstance(value, str):
+        raise JWEError(f"JWE {name} must be a base64url string")
+    return jose.b64url_decode(value)
+
+
+def _length_prefixed(data: bytes) -> bytes:
+    return len(data).to_bytes(4, "big") + data
+
+
+def _key_by_kid(private_keys: Sequence[PrivateKeyInput], kid: str) -> ec.EllipticCurvePrivateKey:
     for candidate in private_keys:
         candidate_kid = (
             candidate.kid if isinstance(candidate, jose.Key) else candidate.get("kid")  # type: ignore[union-attr]
         )
         if candidate_kid == kid:
-            return _private_jwcrypto_key(candidate)[1]
+            return _private_key(candidate)
     raise JWEError("no decryption key with the JWE kid")

@@ -21,6 +21,7 @@ request that is not authentic gets *nothing* sent to its ``response_uri``).
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import secrets
 import time
@@ -907,9 +908,22 @@ def parse_response_endpoint_reply(
     schemes = ("https", "http") if allow_http else ("https",)
     if not _PRINTABLE_ASCII.fullmatch(uri) or urlsplit(uri).scheme not in schemes:
         raise _fail("redirect_uri must be an https URL")
-    if not urlsplit(uri).hostname:
+    host = urlsplit(uri).hostname
+    if not host:
         raise _fail("redirect_uri must be an absolute https URL")
+    if urlsplit(uri).scheme == "http" and not _is_loopback_host(host):
+        raise _fail("redirect_uri must be an https URL (http only to loopback)")
     return uri
+
+
+def _is_loopback_host(host: str) -> bool:
+    """``localhost`` or a loopback IP literal (the only http targets development allows)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 # -- verifier: the Response Endpoint (§8.2, §8.3, §13.3) ----------------------------------

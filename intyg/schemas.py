@@ -11,9 +11,10 @@ short type name.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import cache, lru_cache
+from numbers import Number
 from pathlib import Path
 from typing import Any
 
@@ -149,15 +150,150 @@ def validate_subject(
     credential_type = resolve_type(vct_or_type)
     if not isinstance(subject, Mapping):
         raise SchemaError("$: subject must be a JSON object", rule="type")
-    errors = [
-        error
-        for error in credential_type.validator.iter_errors(subject)
-        if not (partial and error.validator == "required")
-    ]
-    if errors:
-        raise _schema_error(min(errors, key=_error_order))
+    if not _valid(credential_type.name, subject, partial):
+        errors = [
+            error
+            for error in credential_type.validator.iter_errors(subject)
+            if not (partial and error.validator == "required")
+        ]
+        if errors:
+            raise _schema_error(min(errors, key=_error_order))
     _check_personal_identity_number(subject)
     _check_org_number(subject)
+
+
+# --- compiled validity check -------------------------------------------------------------
+#
+# jsonschema walks a schema per instance and builds an error object for every rule that does
+# not hold (~0.5 ms per subject here). A verifier checks every presented subject, and nearly
+# all are valid, so the schema is also compiled once into plain predicates that answer only
+# "valid" with the same semantics (JSON Schema 2020-12 as jsonschema implements it, for the
+# keywords our schemas use). Anything else — "invalid", a keyword or value the compiler does
+# not know — goes to jsonschema, which then also names the failing rule.
+
+_Predicate = Callable[[Any], bool]
+_ANNOTATIONS = frozenset({"$schema", "$id", "$comment", "title", "description", "examples"})
+_TYPE_PREDICATES: dict[str, _Predicate] = {
+    "object": lambda v: isinstance(v, dict),
+    "array": lambda v: isinstance(v, list),
+    "string": lambda v: isinstance(v, str),
+    "boolean": lambda v: isinstance(v, bool),
+    "null": lambda v: v is None,
+    "number": lambda v: isinstance(v, Number) and not isinstance(v, bool),
+    "integer": lambda v: (
+        (isinstance(v, int) and not isinstance(v, bool))
+        or (isinstance(v, float) and v.is_integer())
+    ),
+}
+
+
+class _NotCompiled(Exception):
+    """A schema construct the compiler does not cover: jsonschema decides alone."""
+
+
+def _valid(name: str, subject: Any, partial: bool) -> bool:
+    """True only if jsonschema would report no error (``required`` ones dropped when
+    ``partial``, as :func:`validate_subject` does)."""
+    predicate = _compiled(name, partial)
+    return predicate is not None and predicate(subject)
+
+
+@cache
+def _compiled(name: str, partial: bool) -> _Predicate | None:
+    try:
+        return _compile(_load_type(name).schema, report_required=not partial)
+    except _NotCompiled:
+        return None
+
+
+def _compile(schema: Any, *, report_required: bool) -> _Predicate:
+    """``report_required=False`` drops ``required`` where jsonschema would report it as an
+    error; inside ``if`` and ``not`` (validity questions, not errors) it always applies."""
+    if schema is True or schema == {}:
+        return lambda v: True
+    if schema is False:
+        return lambda v: False
+    if not isinstance(schema, Mapping):
+        raise _NotCompiled
+    if "patternProperties" in schema or "prefixItems" in schema:
+        raise _NotCompiled
+    checks = [
+        _keyword(keyword, value, schema, report_required)
+        for keyword, value in schema.items()
+        if keyword not in _ANNOTATIONS and keyword not in ("then", "else")
+    ]
+    active = [check for check in checks if check is not None]
+    return lambda v: all(check(v) for check in active)
+
+
+def _keyword(
+    keyword: str, value: Any, schema: Mapping[str, Any], report_required: bool
+) -> _Predicate | None:
+    def compiled(sub: Any, *, required: bool = report_required) -> _Predicate:
+        return _compile(sub, report_required=required)
+
+    if keyword == "type" and isinstance(value, str) and value in _TYPE_PREDICATES:
+        return _TYPE_PREDICATES[value]
+    if keyword == "required" and isinstance(value, list):
+        names = tuple(value)
+        if not report_required:
+            return None
+        return lambda v: not isinstance(v, dict) or all(n in v for n in names)
+    if keyword == "properties" and isinstance(value, Mapping):
+        members = tuple((name, compiled(sub)) for name, sub in value.items())
+        return lambda v: (
+            not isinstance(v, dict) or all(check(v[name]) for name, check in members if name in v)
+        )
+    if keyword == "additionalProperties" and value is False:
+        known = frozenset(schema.get("properties", {}))
+        return lambda v: not isinstance(v, dict) or all(name in known for name in v)
+    if keyword == "items" and isinstance(value, Mapping | bool):
+        item = compiled(value)
+        return lambda v: not isinstance(v, list) or all(item(x) for x in v)
+    if keyword in ("minItems", "maxItems", "minLength", "maxLength") and type(value) is int:
+        kind = list if keyword.endswith("Items") else str
+        if keyword.startswith("min"):
+            return lambda v: not isinstance(v, kind) or len(v) >= value
+        return lambda v: not isinstance(v, kind) or len(v) <= value
+    if keyword == "uniqueItems" and isinstance(value, bool):
+        if not value:
+            return None
+        return lambda v: not isinstance(v, list) or _unique_strings(v)
+    if keyword == "pattern" and isinstance(value, str):
+        regex = re.compile(value)
+        return lambda v: not isinstance(v, str) or regex.search(v) is not None
+    if keyword == "format" and isinstance(value, str):
+        checker = Draft202012Validator.FORMAT_CHECKER
+        return lambda v: checker.conforms(v, value)
+    if keyword in ("minimum", "maximum") and _TYPE_PREDICATES["number"](value):
+        number = _TYPE_PREDICATES["number"]
+        if keyword == "minimum":  # jsonschema's own comparisons (NaN included)
+            return lambda v: not number(v) or not v < value
+        return lambda v: not number(v) or not v > value
+    if keyword == "const" and (isinstance(value, bool) or value is None):
+        return lambda v: v is value
+    if keyword == "const" and isinstance(value, str):
+        return lambda v: isinstance(v, str) and v == value
+    if keyword == "enum" and isinstance(value, list) and all(isinstance(e, str) for e in value):
+        allowed = frozenset(value)
+        return lambda v: isinstance(v, str) and v in allowed
+    if keyword == "allOf" and isinstance(value, list):
+        parts = tuple(compiled(sub) for sub in value)
+        return lambda v: all(part(v) for part in parts)
+    if keyword == "not":
+        negated = compiled(value, required=True)
+        return lambda v: not negated(v)
+    if keyword == "if":
+        condition = compiled(value, required=True)
+        then, otherwise = compiled(schema.get("then", True)), compiled(schema.get("else", True))
+        return lambda v: then(v) if condition(v) else otherwise(v)
+    raise _NotCompiled
+
+
+def _unique_strings(items: list[Any]) -> bool:
+    """``uniqueItems`` for string arrays; other item types: not decided here (False lets
+    jsonschema judge, with its own equality rules)."""
+    return all(isinstance(x, str) for x in items) and len(set(items)) == len(items)
 
 
 def _check_personal_identity_number(subject: Mapping[str, Any]) -> None:

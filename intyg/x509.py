@@ -226,11 +226,28 @@ def validate_x5c(
     return validated
 
 
-@lru_cache(maxsize=256)
 def _validate_path(x5c: tuple[str, ...], anchors: tuple[Certificate, ...]) -> ValidatedChain:
     """Every time-independent rule. A pure function of the chain and anchor bytes, so it is
     cached: an issuer signs many credentials under one chain, and a repeat costs no
-    signature verification. Failures raise and are therefore never cached."""
+    signature verification. A refusal is cached too (a verifier with several trust list
+    entries tries each one's anchors for every credential), and raised anew each time."""
+    outcome = _path_outcome(x5c, anchors)
+    if isinstance(outcome, X509Error):
+        raise X509Error(str(outcome))
+    return outcome
+
+
+@lru_cache(maxsize=256)
+def _path_outcome(
+    x5c: tuple[str, ...], anchors: tuple[Certificate, ...]
+) -> ValidatedChain | X509Error:
+    try:
+        return _check_path(x5c, anchors)
+    except X509Error as exc:
+        return exc
+
+
+def _check_path(x5c: tuple[str, ...], anchors: tuple[Certificate, ...]) -> ValidatedChain:
     certs = certs_from_x5c(x5c)
     _check_no_anchor_or_root(certs, anchors)
     for child, issuer in itertools.pairwise(certs):

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-import sqlalchemy as sa
+import anyio.to_thread
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy.engine import Engine
@@ -30,6 +30,8 @@ from intyg.web.bodies import BodyLimitMiddleware
 from intyg.web.crypto_store import CryptoStore
 from intyg.web.db import install_database_error_handlers
 from intyg.web.errors import ServiceUnavailable, install_error_handlers
+from intyg.web.operations import ReadinessCheck, configure_process, database_check
+from intyg.web.operations import install as install_operations
 
 from . import agencies, records
 from . import status as issuer_status
@@ -49,10 +51,10 @@ __all__ = [
 
 #: Routers create_app includes, in order. Feature modules are appended here.
 ROUTERS: tuple[str, ...] = (
+    "issuer.oid4vci:router",  # first: routes are matched in order, these carry the load
     "issuer.app:published",
     "issuer.backoffice:router",
     "issuer.pages:router",
-    "issuer.oid4vci:router",
 )
 JWKS_MEDIA_TYPE = "application/jwk-set+json"
 #: Key documents change only on rotation; old keys stay published long after.
@@ -85,8 +87,8 @@ class IssuerContext:
         return self.vault
 
 
-def get_context(request: Request) -> IssuerContext:
-    """FastAPI dependency: the issuer's shared state."""
+async def get_context(request: Request) -> IssuerContext:
+    """FastAPI dependency: the issuer's shared state (``async``: no threadpool hop)."""
     return request.app.state.issuer  # type: ignore[no-any-return]
 
 
@@ -127,6 +129,15 @@ def startup(ctx: IssuerContext) -> None:
     ctx.ready = True
 
 
+def _limit_request_threads(engine: Engine) -> None:
+    """One worker thread for sync endpoints per pooled database connection (anyio's default
+    is 40): more threads only queue for connections and, past the pool's overflow, open and
+    close a database connection per request, which costs more than the request."""
+    size = getattr(engine.pool, "size", None)
+    if callable(size):
+        anyio.to_thread.current_default_thread_limiter().total_tokens = max(size(), 4)
+
+
 def _include(app: FastAPI, specs: Sequence[str]) -> None:
     for spec in specs:
         module_name, _, attribute = spec.partition(":")
@@ -148,6 +159,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        _limit_request_threads(ctx.engine)
         startup(ctx)
         try:
             yield
@@ -159,16 +171,26 @@ def create_app(
     app = FastAPI(
         title=f"intyg issuer: {ctx.agency.name['en']}",
         lifespan=lifespan,
-        docs_url="/docs" if settings.is_development else None,
+        docs_url=None,  # /docs and /openapi.json: intyg.web.operations
         redoc_url=None,
-        openapi_url="/openapi.json" if settings.is_development else None,
+        openapi_url=None,
     )
     app.state.issuer = ctx
     install_error_handlers(app)
     install_database_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
     _include(app, routers)
+    install_operations(app, checks=readiness_checks(ctx), development=settings.is_development)
     return app
+
+
+def readiness_checks(ctx: IssuerContext) -> list[ReadinessCheck]:
+    """``/readyz``: start-up finished, the database answers, the signing key opens."""
+    return [
+        ReadinessCheck("started", lambda: ctx.ready, "the issuer is starting"),
+        database_check(ctx.engine),
+        ReadinessCheck("keys", ctx.keys.active, "the signing key is not loaded"),
+    ]
 
 
 # -- published endpoints -------------------------------------------------------------------
@@ -178,22 +200,6 @@ published = APIRouter()
 
 def _cached(max_age: int) -> dict[str, str]:
     return {"Cache-Control": f"public, max-age={max_age}"}
-
-
-@published.get("/healthz", include_in_schema=False)
-def healthz() -> dict[str, str]:
-    """Liveness: the process answers."""
-    return {"status": "ok"}
-
-
-@published.get("/readyz", include_in_schema=False)
-def readyz(ctx: Context) -> dict[str, str]:
-    """Readiness: start-up finished and the database answers."""
-    if not ctx.ready:
-        raise ServiceUnavailable("the issuer is starting")
-    with web_db.session(ctx.engine, write=False) as unit:
-        unit.execute(sa.text("SELECT 1"))
-    return {"status": "ready"}
 
 
 @published.get("/jwks.json")
@@ -251,5 +257,8 @@ def bitstring_status_list(list_id: int, ctx: Context) -> Response:
 
 def create_app_from_env() -> FastAPI:
     """uvicorn factory (``uvicorn issuer.app:create_app_from_env --factory``): settings from the
-    environment (``INTYG_ISSUER_*``), as ``intyg up`` and docker-compose start the service."""
-    return create_app(IssuerSettings())
+    environment (``INTYG_ISSUER_*``), as ``intyg up`` and docker-compose start the service;
+    logging from ``INTYG_LOG_*`` (intyg.web.operations)."""
+    settings = IssuerSettings()
+    configure_process(f"issuer-{settings.agency}", development=settings.is_development)
+    return create_app(settings)

@@ -19,9 +19,13 @@ from intyg.web import migrations as web_migrations
 from intyg.web.db import Session
 from intyg.web.migrations import lock, make_engine
 
-__all__ = ["alembic_config", "get_session", "lock", "make_engine", "migrate"]
+__all__ = ["Unit", "alembic_config", "get_session", "lock", "make_engine", "migrate"]
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+#: A unit of work: an ORM session (:func:`intyg.web.db.session`) or, on the OpenID4VCI hot
+#: paths, a Core connection (:func:`intyg.web.db.transaction`). Code taking a ``Unit`` uses
+#: only what both have: ``execute``, ``commit``, ``begin_nested``.
+Unit = Session | sa.Connection
 
 
 def alembic_config(connection: sa.Connection | None = None) -> Config:

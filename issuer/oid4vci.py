@@ -31,15 +31,17 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 
 from intyg import client_attestation, jose, oid4vci, schemas, sdjwt_vc, vcdm
 from intyg.sdjwt import SD
-from intyg.web import db
+from intyg.web import db, metrics
 from intyg.web.bodies import form_body, json_body
 from intyg.web.errors import NO_STORE, BearerTokenError, ProtocolError
+from intyg.web.faults import crash_point
 from intyg.web.oidc import OidcError, OidcRelyingParty
 from intyg.web.outbound import OutboundClient
 
 from . import agencies, audit, offers, records
 from . import status as issuer_status
 from .app import Context, IssuerContext
+from .db import Unit
 from .keys import ActiveKey
 from .models import (
     AFRegistration,
@@ -49,7 +51,6 @@ from .models import (
     CredentialOffer,
     Issuance,
     MYHAward,
-    Person,
     digest,
 )
 from .tokens import (
@@ -284,7 +285,19 @@ def credential_offer(offer_id: str, ctx: Context) -> JSONResponse:
 
 # -- nonce endpoint (§7) ---------------------------------------------------------------------
 
-_INSERT_NONCE = sa.insert(CNonce)
+_NONCES = CNonce.__table__  # type: ignore[attr-defined]
+#: One statement, run in autocommit (:func:`intyg.web.db.driver_connection`): committed
+#: before the nonce leaves, without BEGIN and COMMIT round trips.
+_INSERT_NONCE = (
+    "INSERT INTO c_nonces (nonce_hash, created_at, expires_at)"
+    " VALUES (:nonce_hash, :created_at, :expires_at)"
+)
+#: §8.3: a ``c_nonce`` is redeemed by one atomic statement (built once, run per request).
+_REDEEM_NONCE = db.Prepared(
+    db.consume_once_statement(
+        _NONCES, "nonce_hash", where=[_NONCES.c.expires_at > sa.bindparam("now")]
+    )
+)
 
 
 @router.post("/nonce")
@@ -292,8 +305,8 @@ def nonce(ctx: Context) -> JSONResponse:
     """A fresh ``c_nonce``, stored as a digest, usable once before it expires (§7.2)."""
     now = _now(ctx)
     c_nonce = oid4vci.new_opaque_value()
-    with db.session(ctx.engine) as unit:
-        unit.execute(
+    with db.driver_connection(ctx.engine) as driver:
+        driver.execute(
             _INSERT_NONCE,
             {
                 "nonce_hash": digest(c_nonce),
@@ -658,7 +671,42 @@ def _invalid_grant(description: str) -> ProtocolError:
     return ProtocolError("invalid_grant", description)
 
 
-def _token_dpop(request: Request, unit: db.Session, ctx: IssuerContext, now: int) -> Any:
+_OFFERS = CredentialOffer.__table__  # type: ignore[attr-defined]
+# §6.1 statements, built once: redeeming an offer without tx_code (the common case), the
+# lookup for the precise error, the attempt reservation and the redemption after a tx_code.
+_REDEEM_OFFER = db.Prepared(
+    db.consume_once_statement(
+        _OFFERS,
+        "pre_authorized_code_hash",
+        where=[_OFFERS.c.expires_at > sa.bindparam("now"), _OFFERS.c.tx_code_hash.is_(None)],
+    )
+)
+_FIND_OFFER = db.Prepared(
+    sa.select(_OFFERS).where(_OFFERS.c.pre_authorized_code_hash == sa.bindparam("hash"))
+)
+_RESERVE_TX_CODE_ATTEMPT = db.Prepared(
+    sa.update(_OFFERS)
+    .where(
+        _OFFERS.c.id == sa.bindparam("row_id"),
+        _OFFERS.c.tx_code_attempts < sa.bindparam("limit"),
+        _OFFERS.c.used_at.is_(None),
+    )
+    .values(tx_code_attempts=_OFFERS.c.tx_code_attempts + 1)
+    .returning(_OFFERS.c.tx_code_attempts)
+)
+_REDEEM_OFFER_AFTER_TX_CODE = db.Prepared(
+    db.consume_once_statement(
+        _OFFERS,
+        "pre_authorized_code_hash",
+        where=[
+            _OFFERS.c.expires_at > sa.bindparam("now"),
+            _OFFERS.c.tx_code_attempts <= sa.bindparam("limit"),
+        ],
+    )
+)
+
+
+def _token_dpop(request: Request, unit: Unit, ctx: IssuerContext, now: int) -> Any:
     proof = check_dpop(request, unit, ctx, "/token", now=now)
     if proof is None and ctx.settings.requires_dpop:
         raise ProtocolError("invalid_dpop_proof", "a DPoP proof is required at this issuer")
@@ -667,7 +715,7 @@ def _token_dpop(request: Request, unit: db.Session, ctx: IssuerContext, now: int
 
 def _pre_authorized_grant(
     request: Request,
-    unit: db.Session,
+    unit: Unit,
     ctx: IssuerContext,
     token_request: oid4vci.TokenRequest,
     now: int,
@@ -689,23 +737,11 @@ def _pre_authorized_grant(
         # The common case, an offer without tx_code: one atomic statement redeems it. Any
         # other outcome (used, expired, a tx_code needed) takes the checks below, which
         # then fail with the precise error.
-        row = db.consume_once(
-            unit,
-            CredentialOffer,
-            "pre_authorized_code_hash",
-            code_hash,
-            now=now,
-            where=[
-                CredentialOffer.expires_at > now,  # type: ignore[list-item, operator]
-                CredentialOffer.tx_code_hash.is_(None),  # type: ignore[union-attr]
-            ],
-        )
+        row = _REDEEM_OFFER.first(unit, {"key": code_hash, "now": now})
         if row is not None:
             return _pre_authorized_token_grant(row, proof, client, token_request), None
     limit = ctx.settings.tx_code_max_attempts
-    offer = unit.scalars(
-        sa.select(CredentialOffer).where(CredentialOffer.pre_authorized_code_hash == code_hash)  # type: ignore[arg-type]
-    ).first()
+    offer = _FIND_OFFER.first(unit, {"hash": code_hash})
     if (
         offer is None
         or offer.used_at is not None
@@ -719,32 +755,13 @@ def _pre_authorized_grant(
         raise _refusal(exc) from None
     if offer.tx_code_hash is not None:
         # Reserve an attempt before comparing: concurrent guesses cannot exceed the cap.
-        reserved = unit.execute(
-            sa.update(CredentialOffer)
-            .where(
-                CredentialOffer.id == offer.id,  # type: ignore[arg-type]
-                CredentialOffer.tx_code_attempts < limit,  # type: ignore[arg-type]
-                CredentialOffer.used_at.is_(None),  # type: ignore[union-attr]
-            )
-            .values(tx_code_attempts=CredentialOffer.tx_code_attempts + 1)
-            .returning(CredentialOffer.tx_code_attempts)
-        ).first()
+        reserved = _RESERVE_TX_CODE_ATTEMPT.first(unit, {"row_id": offer.id, "limit": limit})
         if reserved is None:
             raise _invalid_grant("the pre-authorized code is no longer usable")
         if not offers.check_tx_code(ctx, offer, token_request.tx_code or ""):
             unit.commit()  # the failed attempt counts, whatever happens next (T021)
             raise _invalid_grant("the tx_code is wrong")
-    row = db.consume_once(
-        unit,
-        CredentialOffer,
-        "pre_authorized_code_hash",
-        code_hash,
-        now=now,
-        where=[
-            CredentialOffer.expires_at > now,  # type: ignore[list-item, operator]
-            CredentialOffer.tx_code_attempts <= limit,  # type: ignore[list-item, operator]
-        ],
-    )
+    row = _REDEEM_OFFER_AFTER_TX_CODE.first(unit, {"key": code_hash, "now": now, "limit": limit})
     if row is None:
         raise _invalid_grant("the pre-authorized code is unknown, used or expired")
     return _pre_authorized_token_grant(row, proof, client, token_request), None
@@ -766,7 +783,7 @@ def _pre_authorized_token_grant(
 
 def _authorization_code_grant(
     request: Request,
-    unit: db.Session,
+    unit: Unit,
     ctx: IssuerContext,
     token_request: oid4vci.TokenRequest,
     now: int,
@@ -858,7 +875,7 @@ def token(
         )
     except oid4vci.OID4VCIError as exc:
         raise _refusal(exc) from None
-    with db.session(ctx.engine) as unit:
+    with db.transaction(ctx.engine) as unit:
         if token_request.grant_type == oid4vci.PRE_AUTHORIZED_CODE_GRANT:
             grant, details = _pre_authorized_grant(request, unit, ctx, token_request, now)
         else:
@@ -1006,19 +1023,37 @@ def _verify_proofs(
     return bound, c_nonce
 
 
-def _record(unit: db.Session, **fields: Any) -> Issuance:
-    """The issuance row; the UNIQUE proof hash makes a replayed proof fail here too (T036)."""
+def _record(unit: Unit, **fields: Any) -> str:
+    """The issuance row (-> its id); the UNIQUE proof hash makes a replayed proof fail here
+    too (T036)."""
     try:  # no savepoint: a failure here aborts the whole request anyway
         return records.record_issuance(unit, **fields)
     except sa.exc.IntegrityError:
         raise ProtocolError("invalid_proof", "this proof was already used") from None
 
 
-def _load_person(unit: db.Session, person_id: int) -> Person:
-    person = unit.get(Person, person_id)
-    if person is None:
-        raise ProtocolError("credential_request_denied", "the record no longer exists")
-    return person
+def _subject(ctx: IssuerContext, unit: Unit, person_id: int, record_id: int, now: int) -> Any:
+    """The credential subject from the person's record (never from the request, T046)."""
+    try:
+        return records.build_subject(
+            unit,
+            ctx.person_vault(),
+            ctx.settings.agency,
+            person_id,
+            record_id,
+            today=_utc(now).date(),
+        )
+    except records.PersonGone:
+        raise ProtocolError("credential_request_denied", "the record no longer exists") from None
+    except records.RecordError:
+        raise ProtocolError("credential_request_denied", "the record cannot be issued") from None
+
+
+def _open_lists(ctx: IssuerContext) -> issuer_status.OpenLists:
+    cached = ctx.extras.get("status_open_lists")
+    if cached is None:
+        cached = ctx.extras["status_open_lists"] = issuer_status.OpenLists()
+    return cached  # type: ignore[no-any-return]
 
 
 @router.post("/credential")
@@ -1036,7 +1071,7 @@ def credential(
     # while this request holds one can starve the pool (every request waiting for a second
     # connection). One key for the whole response, so ``kid`` matches the signatures.
     active = ctx.keys.active()
-    with db.session(ctx.engine) as unit:
+    with db.transaction(ctx.engine) as unit:
         access = authenticate(request, unit, ctx, "/credential", now=now)
         identifiers = access.credential_identifiers
         try:
@@ -1050,16 +1085,9 @@ def credential(
         except oid4vci.OID4VCIError as exc:
             raise _refusal(exc) from None
         bound, c_nonce = _verify_proofs(ctx, access, parsed.proofs, now)
-        if c_nonce is None or (
-            db.consume_once(
-                unit,
-                CNonce,
-                "nonce_hash",
-                digest(c_nonce),
-                now=now,
-                where=[CNonce.expires_at > now],  # type: ignore[list-item, operator]
-            )
-            is None
+        if (
+            c_nonce is None
+            or _REDEEM_NONCE.first(unit, {"key": digest(c_nonce), "now": now}) is None
         ):
             raise ProtocolError("invalid_nonce", "c_nonce is unknown, used or expired")
         record_id = (
@@ -1069,20 +1097,8 @@ def credential(
         )
         if record_id is None:
             raise ProtocolError("credential_request_denied", "no record is bound to this token")
-        person = _load_person(unit, access.row.person_id)
-        try:
-            subject = records.build_subject(
-                unit,
-                ctx.person_vault(),
-                settings.agency,
-                person,
-                record_id,
-                today=_utc(now).date(),
-            )
-        except records.RecordError:
-            raise ProtocolError(
-                "credential_request_denied", "the record cannot be issued"
-            ) from None
+        person_id = access.row.person_id
+        subject = _subject(ctx, unit, person_id, record_id, now)
         configuration = ctx.agency.configuration(parsed.credential_configuration_id)
         iat = _day(now)
         exp = _day(records.credential_expiry(settings, subject, now))
@@ -1091,11 +1107,13 @@ def credential(
         sign = _sign_sd_jwt_vc if configuration.is_sd_jwt_vc else _sign_vcdm
         credentials: list[str] = []
         for key, proof_reference in bound:
-            allocation = issuer_status.allocate(unit, settings, kind, now)
+            allocation = issuer_status.allocate(
+                unit, settings, kind, now, open_lists=_open_lists(ctx)
+            )
             credentials.append(sign(ctx, configuration, subject, allocation, key, iat, exp, active))
-            issuance = _record(
+            issuance_id = _record(
                 unit,
-                person_id=person.id,  # type: ignore[arg-type]
+                person_id=person_id,
                 record_id=record_id,
                 configuration_id=configuration.id,
                 credential_format=configuration.format,
@@ -1106,23 +1124,39 @@ def credential(
                 expires_at=exp,
                 notification_id=notification_id,
             )
-            audit.record(
+            audit.append(
                 unit,
                 actor=f"wallet:{access.row.client_id or 'anonymous'}"[:200],
                 action="credential.issued",
                 now=now,
-                subject=audit.reference("issuance", issuance.id),
+                subject=audit.reference("issuance", issuance_id),
                 details={
-                    "person": audit.reference("person", person.id),
+                    "person": audit.reference("person", person_id),
                     "record": record_id,
                     "configuration_id": configuration.id,
                     "status_list": allocation.list_id,
                 },
             )
+        crash_point("issuer.credential.signed", development=settings.is_development)
+    crash_point("issuer.credential.committed", development=settings.is_development)
+    # Counted after the commit: one per credential instance of the batch.
+    metrics.ISSUANCES.labels(configuration.id, configuration.format).inc(len(credentials))
     return _json(oid4vci.credential_response(credentials, notification_id))
 
 
 # -- notification endpoint (§11) -------------------------------------------------------------
+
+
+_ISSUANCES = Issuance.__table__  # type: ignore[attr-defined]
+_NOTIFY = db.Prepared(
+    sa.update(_ISSUANCES)
+    .where(
+        _ISSUANCES.c.notification_id == sa.bindparam("nid"),
+        _ISSUANCES.c.person_id == sa.bindparam("pid"),
+    )
+    .values(notification_event=sa.bindparam("event"))
+    .returning(_ISSUANCES.c.id)
+)
 
 
 @router.post("/notification", status_code=204)
@@ -1133,21 +1167,20 @@ def notification(
 ) -> Response:
     """§11: the wallet says what became of the credentials; idempotent, 204."""
     now = _now(ctx)
-    with db.session(ctx.engine) as unit:
+    with db.transaction(ctx.engine) as unit:
         access = authenticate(request, unit, ctx, "/notification", now=now)
         try:
             message = oid4vci.parse_notification_request(body)
         except oid4vci.OID4VCIError as exc:
             raise _refusal(exc) from None
-        updated = unit.execute(
-            sa.update(Issuance)
-            .where(
-                Issuance.notification_id == message.notification_id,  # type: ignore[arg-type]
-                Issuance.person_id == access.row.person_id,  # type: ignore[arg-type]
-            )
-            .values(notification_event=message.event)
-            .returning(Issuance.id)
-        ).all()
+        updated = _NOTIFY.rows(
+            unit,
+            {
+                "nid": message.notification_id,
+                "pid": access.row.person_id,
+                "event": message.event,
+            },
+        )
         if not updated:
             raise ProtocolError("invalid_notification_id", "notification_id is unknown")
         audit.record(

@@ -272,7 +272,24 @@ def _render(
 
 def _session(request: Request, ctx: IssuerContext) -> BrowserSession | None:
     session = page_sessions(ctx).load(request, now=ctx.clock())
-    return session if session is not None and session.authenticated else None
+    if session is None or not session.authenticated or _logged_out(ctx, session):
+        return None
+    return session
+
+
+#: ``jti_replay_cache`` kind of sessions ended by logout (T078: a copied cookie is dead).
+LOGOUT_KIND = "page_logout"
+
+
+def _logged_out(ctx: IssuerContext, session: BrowserSession) -> bool:
+    with db.session(ctx.engine, write=False) as unit:
+        found = unit.scalar(
+            sa.select(ReplayEntry.id).where(
+                ReplayEntry.kind == LOGOUT_KIND,  # type: ignore[arg-type]
+                ReplayEntry.jti_hash == digest(session.sid),  # type: ignore[arg-type]
+            )
+        )
+    return found is not None
 
 
 def _person(unit: db.Session, session: BrowserSession) -> Person | None:
@@ -486,6 +503,12 @@ async def logout(request: Request, ctx: Context) -> Response:
     _, session = await _checked_form(request, ctx)
     if isinstance(session, Response):
         return session
+    with db.session(ctx.engine) as unit:  # until the cookie would expire anyway
+        unit.execute(
+            sa.insert(ReplayEntry).values(
+                kind=LOGOUT_KIND, jti_hash=digest(session.sid), expires_at=session.expires_at
+            )
+        )
     response = RedirectResponse("/", status_code=303)
     response.headers["Cache-Control"] = "no-store"
     page_sessions(ctx).clear(response)

@@ -29,9 +29,11 @@ from intyg import jose, personnummer, schemas, strict_json
 from intyg.web import db
 from intyg.web.crypto_store import CryptoStore, record_aad
 
+from .db import Unit
 from .models import (
     AFRegistration,
     Issuance,
+    IssuanceStatus,
     MYHAward,
     MYHQualification,
     Person,
@@ -44,6 +46,7 @@ __all__ = [
     "SAMPLE_CATALOGUE",
     "CatalogueImportError",
     "ImportReport",
+    "PersonGone",
     "PersonIdentity",
     "PersonVault",
     "RecordError",
@@ -204,7 +207,7 @@ class PersonVault:
         unit.flush()
         return person
 
-    def identity(self, person: Person) -> PersonIdentity:
+    def identity(self, person: Person | sa.Row[Any]) -> PersonIdentity:
         number = self.store.open(
             person.sealed_personal_number, record_aad("person_number", person.lookup_key)
         ).decode("ascii")
@@ -245,7 +248,9 @@ class RegistrationInput:
     office: str | None = None
 
 
-def _registration_claims(data: RegistrationInput | AFRegistration) -> dict[str, Any]:
+def _registration_claims(
+    data: RegistrationInput | AFRegistration | sa.Row[Any],
+) -> dict[str, Any]:
     claims: dict[str, Any] = {
         "registered": data.registered,
         "registration_category": {"code": data.category_code, "label": data.category_label},
@@ -301,7 +306,10 @@ def find_registration(unit: db.Session, person_id: int) -> AFRegistration | None
 
 
 def registration_subject(
-    identity: PersonIdentity, registration: AFRegistration, *, issued_at: datetime.date
+    identity: PersonIdentity,
+    registration: AFRegistration | sa.Row[Any],
+    *,
+    issued_at: datetime.date,
 ) -> dict[str, Any]:
     """RegistrationCertificate subject claims (docs/credentials.md), validated."""
     subject = {
@@ -543,7 +551,9 @@ def find_awards(unit: db.Session, person_id: int) -> list[MYHAward]:
 
 
 def qualification_subject(
-    identity: PersonIdentity, award: MYHAward, qualification: MYHQualification
+    identity: PersonIdentity,
+    award: MYHAward | sa.Row[Any],
+    qualification: MYHQualification | sa.Row[Any],
 ) -> dict[str, Any]:
     """QualificationAttestation subject claims (docs/credentials.md), validated."""
     subject = {
@@ -558,28 +568,73 @@ def qualification_subject(
 # -- per agency ----------------------------------------------------------------------------
 
 
+_PERSONS = Person.__table__  # type: ignore[attr-defined]
+_REGISTRATIONS = AFRegistration.__table__  # type: ignore[attr-defined]
+_AWARDS = MYHAward.__table__  # type: ignore[attr-defined]
+_QUALIFICATIONS = MYHQualification.__table__  # type: ignore[attr-defined]
+_SEALED_PERSON = (
+    _PERSONS.c.lookup_key,
+    _PERSONS.c.sealed_personal_number,
+    _PERSONS.c.sealed_identity,
+)
+# One statement per issuance: the person (sealed) and the record, NULL when the record is
+# not this person's. Built once; the credential endpoint runs it for every request.
+_REGISTRATION_SUBJECT = db.Prepared(
+    sa.select(*_SEALED_PERSON, _REGISTRATIONS)
+    .select_from(
+        _PERSONS.outerjoin(
+            _REGISTRATIONS,
+            sa.and_(
+                _REGISTRATIONS.c.person_id == _PERSONS.c.id,
+                _REGISTRATIONS.c.id == sa.bindparam("record_id"),
+            ),
+        )
+    )
+    .where(_PERSONS.c.id == sa.bindparam("person_id"))
+)
+_AWARD_SUBJECT = db.Prepared(
+    sa.select(*_SEALED_PERSON, _AWARDS.c.id, _AWARDS.c.awarded_on, _QUALIFICATIONS.c.data)
+    .select_from(
+        _PERSONS.outerjoin(
+            _AWARDS,
+            sa.and_(
+                _AWARDS.c.person_id == _PERSONS.c.id, _AWARDS.c.id == sa.bindparam("record_id")
+            ),
+        ).outerjoin(
+            _QUALIFICATIONS, _QUALIFICATIONS.c.qualification_id == _AWARDS.c.qualification_id
+        )
+    )
+    .where(_PERSONS.c.id == sa.bindparam("person_id"))
+)
+
+
+class PersonGone(RecordError):
+    """The person a token or offer was made for no longer exists."""
+
+
 def build_subject(
-    unit: db.Session,
+    unit: Unit,
     vault: PersonVault,
     agency_key: str,
-    person: Person,
+    person_id: int,
     record_id: int,
     *,
     today: datetime.date,
 ) -> dict[str, Any]:
-    """The subject for one of ``person``'s records (AF registration id or MYH award id)."""
-    identity = vault.identity(person)
+    """The subject for one of the person's records (AF registration id or MYH award id),
+    read with one statement. :class:`PersonGone` if the person is gone, RecordError if the
+    record is not theirs."""
+    statement = _REGISTRATION_SUBJECT if agency_key == "af" else _AWARD_SUBJECT
+    row = statement.first(unit, {"person_id": person_id, "record_id": record_id})
+    if row is None:
+        raise PersonGone("the person no longer exists")
+    if row.id is None:
+        kind = "registration" if agency_key == "af" else "awarded qualification"
+        raise RecordError(f"no such {kind} for this person")
+    identity = vault.identity(row)
     if agency_key == "af":
-        registration = unit.get(AFRegistration, record_id)
-        if registration is None or registration.person_id != person.id:
-            raise RecordError("no such registration for this person")
-        return registration_subject(identity, registration, issued_at=today)
-    award = unit.get(MYHAward, record_id)
-    if award is None or award.person_id != person.id:
-        raise RecordError("no such awarded qualification for this person")
-    qualification = unit.get(MYHQualification, award.qualification_id)
-    assert qualification is not None
-    return qualification_subject(identity, award, qualification)
+        return registration_subject(identity, row, issued_at=today)
+    return qualification_subject(identity, row, row)
 
 
 def credential_expiry(settings: IssuerSettings, subject: Mapping[str, Any], now: int) -> int:
@@ -596,8 +651,11 @@ def credential_expiry(settings: IssuerSettings, subject: Mapping[str, Any], now:
     return expiry
 
 
+_INSERT_ISSUANCE = db.Prepared(sa.insert(Issuance.__table__))  # type: ignore[attr-defined]
+
+
 def record_issuance(
-    unit: db.Session,
+    unit: Unit,
     *,
     person_id: int,
     record_id: int | None,
@@ -609,26 +667,30 @@ def record_issuance(
     issued_at: int,
     expires_at: int,
     notification_id: str | None = None,
-) -> Issuance:
-    """Write the issuance row (I1). ``proof_hash`` is UNIQUE: a retried credential
-    request with the same proof fails here (IntegrityError) instead of minting twice."""
-    row = Issuance(
-        id=str(uuid.uuid4()),
-        person_id=person_id,
-        record_id=record_id,
-        configuration_id=configuration_id,
-        format=credential_format,
-        status_list_id=allocation.list_id,
-        status_idx=allocation.idx,
-        kid=kid,
-        proof_hash=proof_hash,
-        notification_id=notification_id,
-        issued_at=issued_at,
-        expires_at=expires_at,
+) -> str:
+    """Write the issuance row (I1) and return its id. ``proof_hash`` is UNIQUE: a retried
+    credential request with the same proof fails here (IntegrityError) instead of minting
+    twice. A plain INSERT: the row is never read back in the transaction that writes it."""
+    issuance_id = str(uuid.uuid4())
+    _INSERT_ISSUANCE.rows(
+        unit,
+        {
+            "id": issuance_id,
+            "person_id": person_id,
+            "record_id": record_id,
+            "configuration_id": configuration_id,
+            "format": credential_format,
+            "status_list_id": allocation.list_id,
+            "status_idx": allocation.idx,
+            "kid": kid,
+            "proof_hash": proof_hash,
+            "notification_id": notification_id,
+            "issued_at": issued_at,
+            "expires_at": expires_at,
+            "status": IssuanceStatus.VALID,
+        },
     )
-    unit.add(row)
-    unit.flush()
-    return row
+    return issuance_id
 
 
 # -- development sample data ---------------------------------------------------------------

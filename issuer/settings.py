@@ -43,12 +43,17 @@ class IssuerSettings(ServiceSettings):
     dpop_required: bool | None = None
 
     # -- lifetimes of single-use and short-lived items (seconds) ---------------------------
+    #: Lifetime of an OpenID4VCI access token.
     access_token_ttl: int = Field(default=300, gt=0)
+    #: Lifetime of a pre-authorized code (single use).
     pre_authorized_code_ttl: int = Field(default=900, gt=0)
     #: Lifetime of a credential offer behind its ``credential_offer_uri``.
     offer_ttl: int = Field(default=900, gt=0)
+    #: Lifetime of a ``c_nonce`` from the Nonce Endpoint (single use).
     c_nonce_ttl: int = Field(default=300, gt=0)
+    #: Lifetime of an authorization code (code flow, single use).
     authorization_code_ttl: int = Field(default=60, gt=0)
+    #: Lifetime of a pushed authorization request's ``request_uri`` (RFC 9126).
     par_ttl: int = Field(default=60, gt=0)
     #: How long a DPoP / proof ``jti`` is remembered for replay detection.
     jti_ttl: int = Field(default=600, gt=0)
@@ -56,6 +61,7 @@ class IssuerSettings(ServiceSettings):
     # -- issuance --------------------------------------------------------------------------
     #: OpenID4VCI §12.2.4 ``batch_credential_issuance.batch_size``.
     batch_size: int = Field(default=5, ge=1, le=100)
+    #: Digits of the transaction code (``tx_code``) sent to the person out of band.
     tx_code_length: int = Field(default=6, ge=4, le=12)
     #: Wrong tx_code attempts after which a pre-authorized code is dead.
     tx_code_max_attempts: int = Field(default=5, ge=1, le=20)
@@ -105,6 +111,7 @@ class IssuerSettings(ServiceSettings):
     dev_backoffice_secret: SecretStr | None = None
 
     # -- service ---------------------------------------------------------------------------
+    #: Largest request body accepted (413 above it).
     max_body_bytes: int = Field(default=256 * 1024, ge=1024)
     #: Development only: load the sample MYH catalogue and sample records on start.
     dev_sample_data: bool = False

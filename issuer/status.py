@@ -22,8 +22,10 @@ from __future__ import annotations
 import datetime
 import secrets
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
@@ -35,7 +37,7 @@ from intyg import vcdm
 from intyg.status import INVALID, SUSPENDED, VALID
 from intyg.web import db
 
-from .db import lock
+from .db import Unit, lock
 from .keys import KeyRing
 from .models import Issuance, IssuanceStatus, StatusEntry, StatusListRow
 from .settings import IssuerSettings
@@ -47,6 +49,7 @@ __all__ = [
     "TSL",
     "VALID",
     "Allocation",
+    "OpenLists",
     "Published",
     "StatusManagementError",
     "StatusPublisher",
@@ -88,7 +91,7 @@ class Allocation:
 
 # Allocation statements, built once (they run for every credential).
 _LISTS = StatusListRow.__table__  # type: ignore[attr-defined]
-_OPEN_LIST_HEAD = (
+_OPEN_LIST_HEAD = db.Prepared(
     sa.select(_LISTS.c.id, _LISTS.c.size, _LISTS.c.suspension_list_id)
     .where(
         _LISTS.c.kind == sa.bindparam("kind"),
@@ -100,9 +103,9 @@ _OPEN_LIST_HEAD = (
 )
 
 
-def _claim_statement(dialect: Any) -> Any:
+def _claim_statement(dialect: Any) -> db.Prepared:
     table = StatusEntry.__table__  # type: ignore[attr-defined]
-    return (
+    return db.Prepared(
         dialect.insert(table)
         .on_conflict_do_nothing(index_elements=["status_list_id", "idx"])
         .returning(table.c.idx)
@@ -160,11 +163,11 @@ def _open_list(unit: db.Session, kind: str) -> StatusListRow | None:
     ).first()
 
 
-def _open_list_head(unit: db.Session, kind: str) -> sa.Row[Any] | None:
+def _open_list_head(unit: Unit, kind: str) -> Any | None:
     """:func:`_open_list` without the list content: allocation needs only the id and size
     (the bitmap is written by :func:`set_status`, never at issuance)."""
     purpose = PURPOSE_STATUS if kind == TSL else REVOCATION
-    return unit.execute(_OPEN_LIST_HEAD, {"kind": kind, "purpose": purpose}).first()
+    return _OPEN_LIST_HEAD.first(unit, {"kind": kind, "purpose": purpose})
 
 
 def ensure_lists(unit: db.Session, settings: IssuerSettings, now: int) -> None:
@@ -178,51 +181,110 @@ def ensure_lists(unit: db.Session, settings: IssuerSettings, now: int) -> None:
 # -- allocation ----------------------------------------------------------------------------
 
 
-def _try_index(unit: db.Session, list_id: int, idx: int, now: int) -> bool:
+def _try_index(unit: Unit, list_id: int, idx: int, now: int) -> bool:
     """Claim ``(list_id, idx)``: ``INSERT ... ON CONFLICT DO NOTHING RETURNING``, one
     statement that cannot abort the transaction, so no savepoint is needed. A concurrent
     transaction holding the same key makes PostgreSQL wait for its outcome, so exactly one
     of them gets the row."""
-    statement = _CLAIM_INDEX[unit.get_bind().dialect.name]
+    statement = _CLAIM_INDEX[db.dialect_name(unit)]
     values = {"status_list_id": list_id, "idx": idx, "allocated_at": now}
     with db.translate_errors():
-        return unit.execute(statement, values).first() is not None
+        return statement.first(unit, values) is not None
+
+
+@dataclass
+class OpenLists:
+    """Per process: the head (id, size, suspension companion) of each kind's open list, so
+    an allocation is one statement. A stale head is harmless: the claimed primary key is
+    what counts, and a list another replica found full only costs retries here until the
+    head is re-read (after ``max_age`` seconds, or at once when this process finds it full).
+    A list this process creates is not remembered for ``suspend_after_create`` seconds: the
+    creating transaction (the only one that sees it before commit) might still roll back.
+    """
+
+    max_age: float = 30.0
+    suspend_after_create: float = 300.0
+    _heads: dict[str, tuple[Any, float]] = field(default_factory=dict)
+    _suspended_until: dict[str, float] = field(default_factory=dict)
+
+    def get(self, kind: str) -> Any | None:
+        entry = self._heads.get(kind)
+        if entry is None or time.monotonic() - entry[1] > self.max_age:
+            return None
+        return entry[0]
+
+    def put(self, kind: str, head: Any) -> None:
+        now = time.monotonic()
+        if now >= self._suspended_until.get(kind, 0.0):
+            self._heads[kind] = (head, now)
+
+    def drop(self, kind: str, *, created: bool = False) -> None:
+        self._heads.pop(kind, None)
+        if created:
+            self._suspended_until[kind] = time.monotonic() + self.suspend_after_create
+
+
+@contextmanager
+def _orm(unit: Unit) -> Iterator[db.Session]:
+    """The rare paths (a new list, a full list) use the ORM; on a Core connection they run
+    in a session joined to the connection's transaction (it commits nothing itself)."""
+    if isinstance(unit, sa.Connection):
+        with db.Session(bind=unit) as session:
+            yield session
+    else:
+        yield unit
+
+
+def _start_list(unit: Unit, settings: IssuerSettings, kind: str, now: int) -> Any:
+    """The open list of ``kind`` under the start-up lock, created if there is none."""
+    with _orm(unit) as session, session.begin_nested():
+        lock(session, "issuer-status-lists")
+        return _open_list(session, kind) or _create_list(session, settings, kind, now)
+
+
+def _mark_full(unit: Unit, list_id: int, now: int) -> None:
+    with unit.begin_nested():
+        unit.execute(
+            sa.update(_LISTS).where(_LISTS.c.id == list_id).values(full=True, updated_at=now)
+        )
 
 
 def allocate(
-    unit: db.Session,
+    unit: Unit,
     settings: IssuerSettings,
     kind: str,
     now: int,
     *,
     randbelow: Callable[[int], int] = secrets.randbelow,
+    open_lists: OpenLists | None = None,
 ) -> Allocation:
     """Take a random free index of the open list of ``kind`` (``"tsl"`` / ``"bitstring"``).
 
     Each draw is an INSERT of the (list, index) primary key that does nothing on conflict;
     a taken index (also one taken concurrently by another transaction) inserts no row and
     we draw again. The entry belongs to the surrounding transaction: if issuance fails and
-    rolls back, the index is simply never used.
+    rolls back, the index is simply never used. ``open_lists`` spares the list lookup.
     """
     if kind not in (TSL, BITSTRING):
         raise ValueError("kind must be 'tsl' or 'bitstring'")
     for _ in range(2):
-        row: Any = _open_list_head(unit, kind)
+        row = open_lists.get(kind) if open_lists is not None else None
         if row is None:
-            with unit.begin_nested():
-                lock(unit, "issuer-status-lists")
-                row = _open_list(unit, kind) or _create_list(unit, settings, kind, now)
+            row = _open_list_head(unit, kind)
+            if row is not None and open_lists is not None:
+                open_lists.put(kind, row)
+            elif row is None:
+                row = _start_list(unit, settings, kind, now)
+                if open_lists is not None:
+                    open_lists.drop(kind, created=True)
         assert row.id is not None
         for _ in range(MAX_ALLOCATION_ATTEMPTS):
             idx = randbelow(row.size)
             if _try_index(unit, row.id, idx, now):
                 return Allocation(kind, row.id, idx, row.suspension_list_id)
-        with unit.begin_nested():
-            unit.execute(
-                sa.update(StatusListRow)
-                .where(StatusListRow.id == row.id)  # type: ignore[arg-type]
-                .values(full=True, updated_at=now)
-            )
+        _mark_full(unit, row.id, now)
+        if open_lists is not None:
+            open_lists.drop(kind)
     raise StatusManagementError("no free status list index")
 
 

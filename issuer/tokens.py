@@ -28,6 +28,7 @@ from intyg import client_attestation, dpop, oid4vci, x509
 from intyg.web import db
 from intyg.web.errors import BearerTokenError, ProtocolError
 
+from .db import Unit
 from .models import AccessToken, CNonce, ReplayEntry, digest
 
 __all__ = [
@@ -53,8 +54,10 @@ _sweep_lock = threading.Lock()
 _last_sweep = 0.0
 # Hot-path statements built once (construction and cache keys cost more than the query).
 _ACCESS_TOKENS = AccessToken.__table__  # type: ignore[attr-defined]
-_LOOKUP = sa.select(_ACCESS_TOKENS).where(_ACCESS_TOKENS.c.token_hash == sa.bindparam("hash"))
-_INSERT_TOKEN = sa.insert(_ACCESS_TOKENS)
+_LOOKUP = db.Prepared(
+    sa.select(_ACCESS_TOKENS).where(_ACCESS_TOKENS.c.token_hash == sa.bindparam("hash"))
+)
+_INSERT_TOKEN = db.Prepared(sa.insert(_ACCESS_TOKENS))
 
 
 def endpoint_url(ctx: Any, path: str) -> str:
@@ -66,9 +69,9 @@ def endpoint_url(ctx: Any, path: str) -> str:
 # -- replay cache ---------------------------------------------------------------------------
 
 
-def _remember_statement(dialect: Any) -> Any:
+def _remember_statement(dialect: Any) -> db.Prepared:
     table = ReplayEntry.__table__  # type: ignore[attr-defined]
-    return (
+    return db.Prepared(
         dialect.insert(table)
         .on_conflict_do_nothing(index_elements=["kind", "jti_hash"])
         .returning(table.c.id)
@@ -78,16 +81,16 @@ def _remember_statement(dialect: Any) -> Any:
 _REMEMBER = {"postgresql": _remember_statement(postgresql), "sqlite": _remember_statement(sqlite)}
 
 
-def remember_jti(unit: db.Session, kind: str, jti: str, expires_at: int) -> bool:
+def remember_jti(unit: Unit, kind: str, jti: str, expires_at: int) -> bool:
     """Record a ``jti`` once; False if it was already there (a replay).
 
     ``INSERT ... ON CONFLICT DO NOTHING`` on the ``(kind, jti_hash)`` unique constraint: one
     statement, no aborted transaction on PostgreSQL, exactly one winner under concurrency.
     """
     values = {"kind": kind, "jti_hash": digest(jti), "expires_at": expires_at}
-    statement = _REMEMBER[unit.get_bind().dialect.name]
+    statement = _REMEMBER[db.dialect_name(unit)]
     with db.translate_errors():
-        return unit.execute(statement, values).first() is not None
+        return statement.first(unit, values) is not None
 
 
 def maybe_sweep(ctx: Any, now: int) -> None:
@@ -121,7 +124,7 @@ def _dpop_header(request: Request) -> str | None:
 
 def check_dpop(
     request: Request,
-    unit: db.Session,
+    unit: Unit,
     ctx: Any,
     path: str,
     *,
@@ -182,7 +185,7 @@ def wallet_trust_anchors(ctx: Any) -> tuple[x509.Certificate, ...]:
 
 def check_client_attestation(
     request: Request,
-    unit: db.Session,
+    unit: Unit,
     ctx: Any,
     *,
     now: int,
@@ -245,11 +248,11 @@ class TokenGrant:
     dpop_jkt: str | None
 
 
-def issue_access_token(unit: db.Session, ctx: Any, grant: TokenGrant, now: int) -> str:
+def issue_access_token(unit: Unit, ctx: Any, grant: TokenGrant, now: int) -> str:
     """A fresh access token for ``grant`` (stored as a digest only)."""
     token = oid4vci.new_opaque_value()
-    unit.execute(
-        _INSERT_TOKEN,
+    _INSERT_TOKEN.rows(
+        unit,
         dict(
             token_hash=digest(token),
             person_id=grant.person_id,
@@ -307,12 +310,12 @@ def _presented_token(request: Request, scheme_required: str | None) -> tuple[str
 
 def authenticate(
     request: Request,
-    unit: db.Session,
+    unit: Unit,
     ctx: Any,
     path: str,
     *,
     now: int,
-    lookup: Callable[[db.Session, str], AccessToken | None] | None = None,
+    lookup: Callable[[Unit, str], AccessToken | None] | None = None,
 ) -> AuthenticatedToken:
     """The access token of a request to a protected endpoint (RFC 6750 §3, RFC 9449 §7).
 
@@ -350,7 +353,7 @@ def authenticate(
     return AuthenticatedToken(row, token)
 
 
-def _lookup(unit: db.Session, token: str) -> Any:
+def _lookup(unit: Unit, token: str) -> Any:
     """The token's row (columns as attributes, like :class:`AccessToken`), or None; a Core
     select, since the row is only read."""
-    return unit.execute(_LOOKUP, {"hash": digest(token)}).first()
+    return _LOOKUP.first(unit, {"hash": digest(token)})

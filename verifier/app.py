@@ -22,17 +22,17 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
-import sqlalchemy as sa
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from sqlalchemy.engine import Engine
 
 from intyg.fetch import Fetch
-from intyg.web import db as web_db
 from intyg.web.bodies import BodyLimitMiddleware
 from intyg.web.crypto_store import CryptoStore
 from intyg.web.db import install_database_error_handlers
-from intyg.web.errors import ServiceUnavailable, install_error_handlers
+from intyg.web.errors import install_error_handlers
+from intyg.web.operations import ReadinessCheck, configure_process, database_check
+from intyg.web.operations import install as install_operations
 from intyg.web.outbound import OutboundClient
 
 from . import employers, retention
@@ -93,8 +93,9 @@ class VerifierContext:
     extras: dict[str, Any] = field(default_factory=dict)
 
 
-def get_context(request: Request) -> VerifierContext:
-    """FastAPI dependency: the verifier's shared state."""
+async def get_context(request: Request) -> VerifierContext:
+    """FastAPI dependency: the verifier's shared state (``async``: FastAPI would run a plain
+    function in its thread pool, one thread hop per request for a dictionary lookup)."""
     return request.app.state.verifier  # type: ignore[no-any-return]
 
 
@@ -202,9 +203,9 @@ def create_app(
     app = FastAPI(
         title="intyg verifier",
         lifespan=lifespan,
-        docs_url="/docs" if settings.is_development else None,
+        docs_url=None,  # /docs and /openapi.json: intyg.web.operations
         redoc_url=None,
-        openapi_url="/openapi.json" if settings.is_development else None,
+        openapi_url=None,
     )
     app.state.verifier = ctx
     install_error_handlers(app)
@@ -215,28 +216,22 @@ def create_app(
         if not isinstance(router, APIRouter):
             raise TypeError(f"{spec} is not an APIRouter")
         app.include_router(router)
+    install_operations(app, checks=readiness_checks(ctx), development=settings.is_development)
     return app
+
+
+def readiness_checks(ctx: VerifierContext) -> list[ReadinessCheck]:
+    """``/readyz``: start-up finished, the database answers, the request-signing key opens."""
+    return [
+        ReadinessCheck("started", lambda: ctx.ready, "the verifier is starting"),
+        database_check(ctx.engine),
+        ReadinessCheck("keys", ctx.keys.signer, "the request-signing key is not loaded"),
+    ]
 
 
 # -- published endpoints -------------------------------------------------------------------
 
 published = APIRouter()
-
-
-@published.get("/healthz", include_in_schema=False)
-def healthz() -> dict[str, str]:
-    """Liveness: the process answers."""
-    return {"status": "ok"}
-
-
-@published.get("/readyz", include_in_schema=False)
-def readyz(ctx: Context) -> dict[str, str]:
-    """Readiness: start-up finished and the database answers."""
-    if not ctx.ready:
-        raise ServiceUnavailable("the verifier is starting")
-    with web_db.session(ctx.engine, write=False) as unit:
-        unit.execute(sa.text("SELECT 1"))
-    return {"status": "ready"}
 
 
 @published.get("/.well-known/did.json")
@@ -258,5 +253,8 @@ def dev_trust_anchor(ctx: Context) -> PlainTextResponse:
 
 def create_app_from_env() -> FastAPI:
     """uvicorn factory (``uvicorn verifier.app:create_app_from_env --factory``): settings from the
-    environment (``INTYG_VERIFIER_*``), as ``intyg up`` and docker-compose start the service."""
-    return create_app(VerifierSettings())
+    environment (``INTYG_VERIFIER_*``), as ``intyg up`` and docker-compose start the service;
+    logging from ``INTYG_LOG_*`` (intyg.web.operations)."""
+    settings = VerifierSettings()
+    configure_process("verifier", development=settings.is_development)
+    return create_app(settings)

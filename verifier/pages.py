@@ -57,7 +57,7 @@ from intyg.web.sessions import (
     SessionManager,
 )
 
-from . import audit, templates, transactions
+from . import audit, pipeline, templates, transactions
 from .app import Context, VerifierContext
 from .employers import DEV_EMPLOYER, create_employer
 from .models import Employer, PageUser, Transaction, TransactionStatus, digest
@@ -120,6 +120,8 @@ TEXT: Mapping[str, Mapping[str, str]] = {
         "request_title": "Be personen visa intyget",
         "scan": "Be personen skanna QR-koden med sin digitala plånbok.",
         "qr_label": "QR-kod för att visa intyg",
+        "cloud": "Har personen en molnplånbok? Ge personen länken att klistra in i plånboken.",
+        "link_label": "Länk till förfrågan",
         "same_device": "Använd plånboken på den här enheten",
         "open_wallet": "Öppna plånboken",
         "same_device_intro": "Öppna plånboken på den här enheten. När personen har svarat "
@@ -173,6 +175,8 @@ TEXT: Mapping[str, Mapping[str, str]] = {
         "request_title": "Ask the person to show the credential",
         "scan": "Ask the person to scan the QR code with their digital wallet.",
         "qr_label": "QR code for presenting credentials",
+        "cloud": "Does the person use a cloud wallet? Give them the link to paste into it.",
+        "link_label": "Link to the request",
         "same_device": "Use the wallet on this device",
         "open_wallet": "Open the wallet",
         "same_device_intro": "Open the wallet on this device. When the person has answered "
@@ -258,6 +262,18 @@ CHECK_TEXT: Mapping[str, Mapping[str, str]] = {
     "schema": {
         "sv": "Uppgifterna har fel form.",
         "en": "The details have the wrong form.",
+    },
+}
+#: A failed ``status`` check in words by the pipeline's reason (``pipeline.Pipeline._status``);
+#: other reasons (status unknown, a bad list) keep the check's general text.
+STATUS_REASON_TEXT: Mapping[str, Mapping[str, str]] = {
+    "the credential is revoked": {
+        "sv": "Intyget har återkallats av utfärdaren.",
+        "en": "The credential has been revoked by its issuer.",
+    },
+    "the credential is suspended": {
+        "sv": "Intyget är tillfälligt spärrat av utfärdaren.",
+        "en": "The credential is suspended by its issuer.",
     },
 }
 _QUERY_TITLES = {
@@ -549,12 +565,30 @@ def _credentials(result: Mapping[str, Any], language: str) -> list[CredentialVie
     return shown
 
 
+def _failure_texts(name: str, result: Mapping[str, Any], language: str) -> list[str]:
+    """A failed check in words; each failed ``status`` check by its reason when it has words."""
+    general = CHECK_TEXT.get(name, {}).get(language, name)
+    if name != pipeline.STATUS:
+        return [general]
+    failed = [
+        check
+        for check in result.get("checks", [])
+        if check.get("name") == name and check.get("status") == pipeline.FAILED
+    ]
+    return [
+        STATUS_REASON_TEXT[check["reason"]][language]
+        if check.get("reason") in STATUS_REASON_TEXT
+        else general
+        for check in failed
+    ] or [general]
+
+
 def _failures(result: Mapping[str, Any], language: str) -> list[str]:
-    named = []
+    named: list[str] = []
     for name in result.get("failed_checks", []):
-        text = CHECK_TEXT.get(name, {}).get(language, name)
-        if text not in named:
-            named.append(text)
+        for text in _failure_texts(name, result, language):
+            if text not in named:
+                named.append(text)
     return named
 
 

@@ -73,6 +73,7 @@ TOKEN_CLAIMS = frozenset(
 )
 _STATUS_NAMES = {core_status.INVALID: "revoked", core_status.SUSPENDED: "suspended"}
 _NOT_VERIFIED = "the issuer signature was not verified"
+REPLAY_REASON = "the transaction's nonce was already used (replay)"
 
 
 @dataclass(frozen=True)
@@ -144,6 +145,15 @@ class PipelineResult:
 
     def checks_json(self) -> list[dict[str, Any]]:
         return [check.as_dict() for check in self.checks]
+
+    def as_replay(self) -> PipelineResult:
+        """The same result for a response whose transaction was already consumed: the
+        ``nonce_once`` check failed (added when the pipeline did not get that far)."""
+        replayed = Check(NONCE_ONCE, FAILED, REPLAY_REASON)
+        if not any(check.name == NONCE_ONCE for check in self.checks):
+            return PipelineResult((*self.checks, replayed), self.credentials, self.dropped)
+        checks = tuple(replayed if c.name == NONCE_ONCE else c for c in self.checks)
+        return PipelineResult(checks, self.credentials, self.dropped)
 
     def requested_claims(self, query: dcql.DCQLQuery) -> dict[str, list[dict[str, Any]]]:
         """Per query id, the requested claims of each presentation (extra ones left out)."""
@@ -222,9 +232,10 @@ class Pipeline:
                 checks.extend(self._presentation(text, credential, credential_query, request, now))
                 credentials.append(credential)
         checks.append(self._nonce_check(request))
-        requested, dropped = self._requested_claims(request.query, credentials)
+        presented = self._presented(request.query, credentials)
+        requested, dropped = self._requested_claims(presented, credentials)
         checks.append(requested)
-        checks.append(self._value_constraints(request, credentials))
+        checks.append(self._value_constraints(request, credentials, presented))
         for credential in credentials:
             checks.append(self._status(credential, request))
             checks.append(self._schema(credential))
@@ -359,22 +370,29 @@ class Pipeline:
     def _nonce_check(request: PresentationRequest) -> Check:
         if request.fresh:
             return Check(NONCE_ONCE, OK)
-        return Check(NONCE_ONCE, FAILED, "the transaction's nonce was already used (replay)")
+        return Check(NONCE_ONCE, FAILED, REPLAY_REASON)
+
+    @staticmethod
+    def _presented(
+        query: dcql.DCQLQuery, credentials: Sequence[VerifiedCredential]
+    ) -> dcql.PresentationCheck | None:
+        """DCQL §8.6 on the processed presentations (None if none could be processed): one
+        evaluation for both ``requested_claims`` and ``value_constraints``."""
+        presented: dict[str, list[dcql.Presented]] = {}
+        for credential in credentials:
+            if credential.claims is not None:
+                presented.setdefault(credential.query_id, []).append(
+                    dcql.Presented(credential.claims, credential.disclosed_paths)
+                )
+        return dcql.check_presentation_set(query, presented) if presented else None
 
     @staticmethod
     def _requested_claims(
-        query: dcql.DCQLQuery, credentials: Sequence[VerifiedCredential]
+        result: dcql.PresentationCheck | None, credentials: Sequence[VerifiedCredential]
     ) -> tuple[Check, list[dict[str, Any]]]:
-        processed = [c for c in credentials if c.claims is not None]
-        if not processed:
+        if result is None:
             return Check(REQUESTED_CLAIMS, SKIPPED, "no presentation could be processed"), []
-        presented: dict[str, list[dcql.Presented]] = {}
-        for credential in processed:
-            assert credential.claims is not None
-            presented.setdefault(credential.query_id, []).append(
-                dcql.Presented(credential.claims, credential.disclosed_paths)
-            )
-        result = dcql.check_presentation_set(query, presented)
+        processed = [c for c in credentials if c.claims is not None]
         problems: list[str] = []
         dropped: list[dict[str, Any]] = []
         for report in result.reports:
@@ -403,17 +421,13 @@ class Pipeline:
     def _value_constraints(
         request: PresentationRequest,
         credentials: Sequence[VerifiedCredential],
+        presented: dcql.PresentationCheck | None,
     ) -> Check:
-        processed = [c for c in credentials if c.claims is not None]
-        if not processed:
+        if presented is None:
             return Check(VALUE_CONSTRAINTS, SKIPPED, "no presentation could be processed")
+        processed = [c for c in credentials if c.claims is not None]
         problems: list[str] = []
-        presented: dict[str, list[dcql.Presented]] = {}
-        for credential in processed:
-            presented.setdefault(credential.query_id, []).append(
-                dcql.Presented(credential.claims or {}, credential.disclosed_paths)
-            )
-        for report in dcql.check_presentation_set(request.query, presented).reports:
+        for report in presented.reports:
             for path in report.value_mismatches:
                 problems.append(
                     f"{report.query_id}: {schemas.json_path(path)} has a value not accepted"

@@ -35,6 +35,7 @@ class VerifierSettings(ServiceSettings):
     service_name: ClassVar[str] = "verifier"
 
     # -- OpenID4VP requests ----------------------------------------------------------------
+    #: Client Identifier Prefix (OpenID4VP 1.0 §5.9.3) of the verifier's ``client_id``.
     client_id_prefix: ClientIdPrefix = "x509_hash"
     #: ``direct_post.jwt`` (HAIP 1.0: encrypted to a per-transaction key) or ``direct_post``.
     response_mode: Literal["direct_post.jwt", "direct_post"] = "direct_post.jwt"
@@ -60,6 +61,7 @@ class VerifierSettings(ServiceSettings):
     status_unknown_policy: StatusPolicy = "reject"
     #: Status list cache bounds (TSL ``ttl`` is clamped into them; security.md T108).
     status_cache_min_seconds: int = Field(default=30, ge=0)
+    #: Upper bound of the status list cache (see ``status_cache_min_seconds``).
     status_cache_max_seconds: int = Field(default=3600, ge=1)
 
     # -- retention -------------------------------------------------------------------------
@@ -77,16 +79,20 @@ class VerifierSettings(ServiceSettings):
     signing_key_file: Path | None = None
     #: Production: PEM chain, leaf first, never the trust anchor (HAIP 1.0).
     signing_cert_chain_file: Path | None = None
+    #: Validity of generated request-signing certificates.
     signing_cert_valid_days: int = Field(default=2 * 365, ge=1)
 
     # -- employer API ----------------------------------------------------------------------
+    #: Lifetime of an employer API bearer token (client credentials grant).
     api_token_ttl: int = Field(default=300, ge=30, le=3600)
     #: Development only: an employer "Utvecklingsarbetsgivaren AB" with an API client
     #: ``dev-employer`` holding this secret is created on start.
     dev_api_client_secret: SecretStr | None = None
 
     # -- outbound (status lists, issuer metadata) ------------------------------------------
+    #: Whole-exchange time limit of one outbound fetch (seconds).
     outbound_total_timeout: float = Field(default=5.0, gt=0, le=60)
+    #: Largest outbound response accepted (status lists, metadata).
     outbound_max_response_bytes: int = Field(default=2_000_000, ge=1024)
 
     # -- employer pages (verifier/pages.py) ------------------------------------------------
@@ -103,6 +109,7 @@ class VerifierSettings(ServiceSettings):
     webhook_max_attempts: int = Field(default=8, ge=1, le=50)
     #: First retry delay; doubled per attempt (with jitter), capped at the maximum.
     webhook_backoff_seconds: int = Field(default=10, ge=1)
+    #: Longest delay between two attempts of a delivery.
     webhook_backoff_max_seconds: int = Field(default=3600, ge=1)
     #: Whole-exchange timeout of one delivery.
     webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
@@ -110,6 +117,7 @@ class VerifierSettings(ServiceSettings):
     webhook_batch_size: int = Field(default=50, ge=1, le=1000)
 
     # -- service ---------------------------------------------------------------------------
+    #: Largest request body accepted (413 above it), except ``direct_post``.
     max_body_bytes: int = Field(default=512 * 1024, ge=1024)
     #: Largest ``direct_post`` body (two SD-JWT VCs with KB-JWTs fit easily).
     max_response_bytes: int = Field(default=256 * 1024, ge=1024)

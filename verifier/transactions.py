@@ -16,29 +16,30 @@ with 4xx and stores **nothing** (T102, L18).
 
 from __future__ import annotations
 
+import functools
+import json
 import logging
+import re
 import secrets
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 
 from intyg import dcql, jose, jwe, oid4vp, strict_json
-from intyg.web import db
+from intyg.web import db, metrics
 from intyg.web.crypto_store import record_aad
 from intyg.web.errors import ProtocolError
 
 from . import audit, pipeline, templates
 from .models import (
     DisclosedClaims,
-    Employer,
     Rejection,
     Result,
     Transaction,
     TransactionStatus,
-    WebhookOutbox,
     digest,
 )
 
@@ -219,21 +220,131 @@ def request_object(
 
 
 # -- the response endpoint (§8.2, §8.3) ----------------------------------------------------
+#
+# The hot path, at hundreds per second, in two database round trips: one indexed SELECT
+# finds the transaction (no BEGIN), the pipeline runs outside any database transaction
+# (status lists may be fetched), then ONE write consumes the transaction and records the
+# outcome atomically. The nonce is used once because only the write whose
+# ``UPDATE ... WHERE used_at IS NULL`` matched records an outcome (I3); a response that
+# loses that race is a replay. On PostgreSQL the write is a single statement (the rows are
+# data-modifying CTEs fed by the UPDATE's RETURNING); on SQLite the same statements run in
+# one ``BEGIN IMMEDIATE`` transaction. Plain SQL on the pooled driver connection
+# (:func:`intyg.web.db.driver_connection`), no ORM: the tables are those of ``models.py``.
+
+_LOCATE = (
+    "SELECT id, employer_id, template, state_hash, nonce, response_mode, sealed_encryption_key,"
+    " CAST(dcql_query AS TEXT), retention_days, status_unknown_policy, same_device_redirect,"
+    " expires_at, used_at FROM transactions WHERE {column} = :key"
+)
+_LOCATE_BY_STATE = _LOCATE.format(column="state_hash")
+_LOCATE_BY_KID = _LOCATE.format(column="encryption_kid")
+_CONSUME = (
+    "UPDATE transactions SET used_at = :now, status = :status, completed_at = :now,"
+    " response_code_hash = :response_code_hash, wallet_error = :wallet_error,"
+    " wallet_error_description = :wallet_error_description"
+    " WHERE id = :id AND used_at IS NULL AND expires_at > :now"
+    " RETURNING id, employer_id, wallet_error, wallet_error_description"
+)
+#: The rows an outcome inserts, ``INSERT INTO <table> (<columns>) <select>``, each selecting
+#: from ``consumed`` (the consumed transaction: no row unless this response consumed it).
+#: ``JSON(:name)`` marks a JSON document parameter. A parameter appears once per statement
+#: (PostgreSQL deduces one type per parameter; values used twice come from ``consumed``).
+_ROWS = {
+    "results": (
+        "transaction_id, outcome, checks, credentials, dropped_claims, holder_key_refs, created_at",
+        "SELECT consumed.id, 'verified', JSON(:checks), JSON(:credentials), JSON(:dropped_claims),"
+        " JSON(:holder_key_refs), :now FROM consumed",
+    ),
+    "disclosed_claims": (
+        "transaction_id, sealed_claims, created_at, retain_until",
+        "SELECT consumed.id, :sealed_claims, :now, :retain_until FROM consumed",
+    ),
+    "rejections": (
+        "transaction_id, kind, failed_checks, checks, error, error_description, at",
+        "SELECT consumed.id, :kind, JSON(:failed_checks), JSON(:checks), consumed.wallet_error,"
+        " consumed.wallet_error_description, :now FROM consumed",
+    ),
+    "audit_log": (
+        "at, actor, action, subject, details",
+        "SELECT :now, :actor, :action, :subject, JSON(:details) FROM consumed",
+    ),
+    # Only for an employer with a webhook URL (verifier/webhooks.py sends it).
+    "webhook_outbox": (
+        "employer_id, transaction_id, event, created_at, next_attempt_at, attempts",
+        "SELECT consumed.employer_id, consumed.id, 'verification.completed', :now, :now, 0"
+        " FROM consumed JOIN employers ON employers.id = consumed.employer_id"
+        " WHERE employers.webhook_url <> ''",
+    ),
+}
+_JSON_PARAMETER = re.compile(r"JSON\(:(\w+)\)")
+#: A replayed response: a rejection record, at most ``max_rejections_per_transaction``.
+_REPLAY = (
+    "INSERT INTO rejections (transaction_id, kind, failed_checks, checks, error, at)"
+    " SELECT id, 'replay', JSON(:failed_checks), JSON(:checks), :wallet_error, :now"
+    " FROM transactions WHERE id = :id"
+    " AND (SELECT count(*) FROM rejections WHERE transaction_id = :id) < :limit"
+)
+
+
+@dataclass(frozen=True)
+class Located:
+    """What the response endpoint needs of a transaction (one row, no ORM object)."""
+
+    id: str
+    employer_id: int
+    template: str
+    state_hash: str
+    nonce: str
+    response_mode: str
+    sealed_encryption_key: str | None
+    dcql_query: str  # the JSON text
+    retention_days: int
+    status_unknown_policy: str
+    same_device_redirect: str | None
+    expires_at: int
+    used_at: int | None
+
+
+def _for_dialect(sql: str, dialect: str) -> str:
+    replacement = r"CAST(:\1 AS JSON)" if dialect == "postgresql" else r":\1"
+    return _JSON_PARAMETER.sub(replacement, sql)
+
+
+@functools.cache
+def _outcome_statements(dialect: str, tables: tuple[str, ...]) -> tuple[str, ...]:
+    """PostgreSQL: one statement. SQLite: the consume, then one INSERT per table, each with
+    ``consumed`` made from the parameters (run only when the consume matched)."""
+    inserts = [
+        _for_dialect(f"INSERT INTO {table} ({_ROWS[table][0]}) {_ROWS[table][1]}", dialect)
+        for table in tables
+    ]
+    if dialect == "postgresql":
+        rows = "".join(f", row_{i} AS ({sql})" for i, sql in enumerate(inserts))
+        # Only module constants are joined here; every value is a bound parameter.
+        return (f"WITH consumed AS ({_CONSUME}){rows} SELECT id FROM consumed",)  # noqa: S608
+    given = (
+        "WITH consumed(id, employer_id, wallet_error, wallet_error_description)"
+        " AS (SELECT :id, :employer_id, :wallet_error, :wallet_error_description) "
+    )
+    return (_CONSUME, *(given + sql for sql in inserts))
+
+
+def _find(ctx: VerifierContext, sql: str, key: str) -> Located | None:
+    with db.driver_connection(ctx.engine) as connection:
+        rows = connection.execute(sql, {"key": key})
+    return Located(*rows[0]) if rows else None
 
 
 def _locate(
     ctx: VerifierContext, form: Mapping[str, str]
-) -> tuple[Transaction, Mapping[str, str], bool]:
+) -> tuple[Located, Mapping[str, str], bool]:
     """The transaction a response names, its response parameters and whether they came
     encrypted. Raises (4xx, nothing stored) unless the response proved it knows ``state``."""
     if "response" not in form:
         state = form.get("state")
         if not state:
             raise ProtocolError("invalid_request", "state is required")
-        with db.session(ctx.engine, write=False) as unit:
-            transaction = unit.scalars(
-                sa.select(Transaction).where(Transaction.state_hash == digest(state))
-            ).first()
+        transaction = _find(ctx, _LOCATE_BY_STATE, digest(state))
         if transaction is None:
             raise _unknown()
         return transaction, form, False
@@ -245,10 +356,7 @@ def _locate(
         kid = jwe.parse_header(form["response"])["kid"]
     except jwe.JWEError as exc:
         raise ProtocolError("invalid_request", f"response: {exc}") from None
-    with db.session(ctx.engine, write=False) as unit:
-        transaction = unit.scalars(
-            sa.select(Transaction).where(Transaction.encryption_kid == kid)
-        ).first()
+    transaction = _find(ctx, _LOCATE_BY_KID, kid) if isinstance(kid, str) else None
     if transaction is None or transaction.sealed_encryption_key is None:
         raise _unknown()
     private = ctx.store.open_jwk(
@@ -267,35 +375,67 @@ def _locate(
     return transaction, fields, True
 
 
-def _consume(ctx: VerifierContext, transaction: Transaction, now: int) -> bool:
-    """Atomically mark the transaction used; True for the one winner, False for a replay.
-    An expired, never-used transaction is unknown (T102)."""
-    with db.session(ctx.engine) as unit:
-        won = db.consume_once(
-            unit,
-            Transaction,
-            "id",
-            transaction.id,
-            now=now,
-            where=[Transaction.expires_at > now],
-            # status=processing in the same statement would need a second UPDATE; the
-            # row's used_at is what matters, status follows with the result.
-        )
-        if won is not None:
-            unit.execute(
-                sa.update(Transaction)
-                .where(Transaction.id == transaction.id)
-                .values(status=TransactionStatus.PROCESSING)
-            )
+def _record(
+    ctx: VerifierContext, transaction: Located, tables: tuple[str, ...], values: dict[str, Any]
+) -> bool:
+    """Consume ``transaction`` and insert the outcome's rows, atomically; False (nothing
+    written) when another response consumed it first. Retried through a moment of
+    contention or a database restart: the outcome must not be lost
+    (:data:`intyg.web.db.WORKFLOW_PATIENCE_SECONDS`)."""
+    parameters = {
+        "id": transaction.id,
+        "employer_id": transaction.employer_id,
+        "response_code_hash": None,
+        "wallet_error": None,
+        "wallet_error_description": None,
+        **values,
+    }
+    for name, value in parameters.items():
+        if isinstance(value, list | dict):
+            parameters[name] = json.dumps(value)
+
+    def write() -> bool:
+        with db.driver_connection(ctx.engine) as connection:
+            consume, *inserts = _outcome_statements(connection.dialect_name, tables)
+            if not inserts:
+                return bool(connection.execute(consume, parameters))
+            with connection.transaction():
+                if not connection.execute(consume, parameters):
+                    return False
+                for sql in inserts:
+                    connection.execute(sql, parameters)
             return True
-        current = unit.get(Transaction, transaction.id)
-    if current is None or current.used_at is None:
-        raise _unknown()
-    return False
+
+    return db.patiently(write, db.WORKFLOW_PATIENCE_SECONDS)
+
+
+def _record_replay(
+    ctx: VerifierContext,
+    transaction: Located,
+    result: pipeline.PipelineResult,
+    now: int,
+    wallet_error: str | None = None,
+) -> None:
+    """A response for an already consumed transaction: one more rejection record (bounded
+    per transaction); nothing else changes."""
+    parameters = {
+        "id": transaction.id,
+        "failed_checks": json.dumps(result.failed_checks),
+        "checks": json.dumps(result.checks_json()),
+        "wallet_error": wallet_error,
+        "now": now,
+        "limit": ctx.settings.max_rejections_per_transaction,
+    }
+
+    def write() -> None:
+        with db.driver_connection(ctx.engine) as connection:
+            connection.execute(_for_dialect(_REPLAY, connection.dialect_name), parameters)
+
+    db.patiently(write, db.WORKFLOW_PATIENCE_SECONDS)
 
 
 def _request_for(
-    ctx: VerifierContext, transaction: Transaction, fresh: bool
+    ctx: VerifierContext, transaction: Located, fresh: bool
 ) -> pipeline.PresentationRequest:
     constraints: tuple[templates.MinimumValue, ...] = ()
     if transaction.template in templates.TEMPLATES:
@@ -313,23 +453,27 @@ def _request_for(
 _QUERY_CACHE: dict[str, dcql.DCQLQuery] = {}
 
 
-def _query(document: Mapping[str, Any]) -> dcql.DCQLQuery:
-    key = strict_json.dumps(document)
+def _query(document: Mapping[str, Any] | str) -> dcql.DCQLQuery:
+    """The parsed DCQL query of a transaction (its stored JSON text or document), cached."""
+    key = document if isinstance(document, str) else strict_json.dumps(document)
     query = _QUERY_CACHE.get(key)
     if query is None:
         if len(_QUERY_CACHE) > 256:
             _QUERY_CACHE.clear()
-        query = _QUERY_CACHE[key] = dcql.parse_query(dict(document))
+        query = _QUERY_CACHE[key] = dcql.parse_query(key)
     return query
 
 
 def handle_response(ctx: VerifierContext, form: Mapping[str, str]) -> dict[str, str]:
     """Process one ``direct_post`` / ``direct_post.jwt``; the 200 body, or raises 4xx.
 
-    Runs in a worker thread (status lists are fetched synchronously).
+    Blocking (database, status list fetches): call it from a worker thread.
     """
     now = ctx.clock()
     transaction, fields, encrypted = _locate(ctx, form)
+    fresh = transaction.used_at is None
+    if fresh and transaction.expires_at <= now:
+        raise _unknown()  # expired and never used: nothing stored (T102)
     try:
         response = oid4vp.parse_direct_post(fields)
         response = replace(response, encrypted=encrypted)
@@ -342,19 +486,19 @@ def handle_response(ctx: VerifierContext, form: Mapping[str, str]) -> dict[str, 
             parse_error = "the response must be encrypted (direct_post.jwt)"
     except oid4vp.OID4VPError as exc:
         response, parse_error = None, exc.description
-    fresh = _consume(ctx, transaction, now)
     if response is not None and response.error is not None and parse_error is None:
         return _wallet_error(ctx, transaction, response, fresh, now)
     if parse_error is not None or response is None:
         result = pipeline.failure(pipeline.PARSE, parse_error or "malformed response")
         if not fresh:
-            result = pipeline.PipelineResult(
-                (*result.checks, pipeline.Check(pipeline.NONCE_ONCE, pipeline.FAILED, "replay"))
-            )
+            result = result.as_replay()
     else:
         result = ctx.pipeline.run(response.vp_token, _request_for(ctx, transaction, fresh))
     if fresh and result.verified:
-        return _store_verified(ctx, transaction, result, now)
+        reply = _store_verified(ctx, transaction, result, now)
+        if reply is not None:
+            return reply
+        fresh, result = False, result.as_replay()  # another response consumed it first
     _store_rejection(ctx, transaction, result, fresh, now)
     raise ProtocolError(
         "invalid_request",
@@ -362,7 +506,7 @@ def handle_response(ctx: VerifierContext, form: Mapping[str, str]) -> dict[str, 
     )
 
 
-def _response_code(transaction: Transaction) -> tuple[str | None, str | None]:
+def _response_code(transaction: Located) -> tuple[str | None, str | None]:
     if transaction.same_device_redirect is None:
         return None, None
     code = oid4vp.new_response_code()
@@ -373,198 +517,143 @@ def _reply(redirect_uri: str | None) -> dict[str, str]:
     return oid4vp.response_endpoint_reply(redirect_uri)
 
 
-def _outbox(unit: db.Session, transaction: Transaction, event: str, now: int) -> None:
-    employer = unit.get(Employer, transaction.employer_id)
-    if employer is not None and employer.webhook_url:
-        unit.add(
-            WebhookOutbox(
-                employer_id=transaction.employer_id,
-                transaction_id=transaction.id,
-                event=event,
-                created_at=now,
-                next_attempt_at=now,
-            )
-        )
-
-
 def _holder_ref(transaction_id: str, thumbprint: str) -> str:
     return digest(f"{transaction_id}.{thumbprint}")
 
 
+def _audit(
+    action: str, transaction: Located, now: int, details: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The ``audit_log`` parameters of an outcome (checked: no personal numbers)."""
+    row = audit.entry(
+        actor="wallet",
+        action=action,
+        now=now,
+        subject=f"transaction:{transaction.id}",
+        details=details,
+    )
+    return {name: row[name] for name in ("actor", "action", "subject", "details")}
+
+
 def _store_verified(
-    ctx: VerifierContext, transaction: Transaction, result: pipeline.PipelineResult, now: int
-) -> dict[str, str]:
-    query = _query(transaction.dcql_query)
-    claims = result.requested_claims(query)
+    ctx: VerifierContext, transaction: Located, result: pipeline.PipelineResult, now: int
+) -> dict[str, str] | None:
+    """Consume the transaction and record the result; the reply, or None when another
+    response consumed the transaction first (nothing written)."""
     code, redirect_uri = _response_code(transaction)
-    with db.session(ctx.engine) as unit:
-        unit.add(
-            Result(
-                transaction_id=transaction.id,
-                outcome=TransactionStatus.VERIFIED,
-                checks=result.checks_json(),
-                credentials=[
-                    {
-                        "credential": c.label,
-                        "vct": c.vct,
-                        "issuer": c.trusted.issuer.summary() if c.trusted else None,
-                    }
-                    for c in result.credentials
-                ],
-                dropped_claims=list(result.dropped),
-                holder_key_refs=sorted(
-                    {
-                        _holder_ref(transaction.id, c.holder_thumbprint)
-                        for c in result.credentials
-                        if c.holder_thumbprint
-                    }
-                ),
-                created_at=now,
-            )
+    values: dict[str, Any] = {
+        "now": now,
+        "status": TransactionStatus.VERIFIED,
+        "response_code_hash": digest(code) if code else None,
+        "checks": result.checks_json(),
+        "credentials": [
+            {
+                "credential": c.label,
+                "vct": c.vct,
+                "issuer": c.trusted.issuer.summary() if c.trusted else None,
+            }
+            for c in result.credentials
+        ],
+        "dropped_claims": list(result.dropped),
+        "holder_key_refs": sorted(
+            {
+                _holder_ref(transaction.id, c.holder_thumbprint)
+                for c in result.credentials
+                if c.holder_thumbprint
+            }
+        ),
+        **_audit(
+            "presentation_verified",
+            transaction,
+            now,
+            {"dropped_claims": sum(len(d["paths"]) for d in result.dropped)},
+        ),
+    }
+    tables: tuple[str, ...] = ("results", "audit_log", "webhook_outbox")
+    if transaction.retention_days > 0:
+        claims = result.requested_claims(_query(transaction.dcql_query))
+        values["sealed_claims"] = ctx.store.seal(
+            strict_json.dumps(claims).encode("utf-8"), _aad("claims", transaction.id)
         )
-        if transaction.retention_days > 0:
-            unit.add(
-                DisclosedClaims(
-                    transaction_id=transaction.id,
-                    sealed_claims=ctx.store.seal(
-                        strict_json.dumps(claims).encode("utf-8"),
-                        _aad("claims", transaction.id),
-                    ),
-                    created_at=now,
-                    retain_until=now + transaction.retention_days * DAY,
-                )
-            )
-        unit.execute(
-            sa.update(Transaction)
-            .where(Transaction.id == transaction.id)
-            .values(
-                status=TransactionStatus.VERIFIED,
-                completed_at=now,
-                response_code_hash=digest(code) if code else None,
-            )
-        )
-        audit.record(
-            unit,
-            actor="wallet",
-            action="presentation_verified",
-            now=now,
-            subject=f"transaction:{transaction.id}",
-            details={"dropped_claims": sum(len(d["paths"]) for d in result.dropped)},
-        )
-        _outbox(unit, transaction, "verification.completed", now)
+        values["retain_until"] = now + transaction.retention_days * DAY
+        tables += ("disclosed_claims",)
+    if not _record(ctx, transaction, tables, values):
+        return None
+    _count(transaction, "verified", result)
     return _reply(redirect_uri)
 
 
-def _add_rejection(
-    ctx: VerifierContext, unit: db.Session, transaction: Transaction, rejection: Rejection
+def _count(
+    transaction: Located, outcome: str, result: pipeline.PipelineResult | None = None
 ) -> None:
-    count = unit.scalar(
-        sa.select(sa.func.count())
-        .select_from(Rejection)
-        .where(Rejection.transaction_id == transaction.id)
-    )
-    if (count or 0) < ctx.settings.max_rejections_per_transaction:
-        unit.add(rejection)
+    """``intyg_verifications_total`` after the commit: the built-in template's name (``custom``
+    for the rest, a bounded label); ``_status_unknown`` when a status list was unreachable."""
+    template = transaction.template if transaction.template in templates.TEMPLATES else "custom"
+    if result is not None and any(
+        check.name == pipeline.STATUS and (check.reason or "").startswith("status unknown")
+        for check in result.checks
+    ):
+        outcome += "_status_unknown"
+    metrics.VERIFICATIONS.labels(template, outcome).inc()
 
 
 def _store_rejection(
     ctx: VerifierContext,
-    transaction: Transaction,
+    transaction: Located,
     result: pipeline.PipelineResult,
     fresh: bool,
     now: int,
 ) -> None:
-    with db.session(ctx.engine) as unit:
-        _add_rejection(
-            ctx,
-            unit,
-            transaction,
-            Rejection(
-                transaction_id=transaction.id,
-                kind="presentation" if fresh else "replay",
-                failed_checks=result.failed_checks,
-                checks=result.checks_json(),
-                at=now,
+    """A fresh rejection consumes the transaction (status, audit, webhook); a replay, or a
+    response that lost the race, only adds a rejection record."""
+    if fresh:
+        values: dict[str, Any] = {
+            "now": now,
+            "status": TransactionStatus.REJECTED,
+            "kind": "presentation",
+            "failed_checks": result.failed_checks,
+            "checks": result.checks_json(),
+            **_audit(
+                "presentation_rejected", transaction, now, {"failed_checks": result.failed_checks}
             ),
-        )
-        if fresh:
-            unit.execute(
-                sa.update(Transaction)
-                .where(Transaction.id == transaction.id)
-                .values(status=TransactionStatus.REJECTED, completed_at=now)
-            )
-            audit.record(
-                unit,
-                actor="wallet",
-                action="presentation_rejected",
-                now=now,
-                subject=f"transaction:{transaction.id}",
-                details={"failed_checks": result.failed_checks},
-            )
-            _outbox(unit, transaction, "verification.completed", now)
+        }
+        tables = ("rejections", "audit_log", "webhook_outbox")
+        if _record(ctx, transaction, tables, values):
+            _count(transaction, "rejected", result)
+        else:
+            fresh, result = False, result.as_replay()
+    if not fresh:
+        _record_replay(ctx, transaction, result, now)
     logger.info("transaction %s rejected: %s", transaction.id, ",".join(result.failed_checks))
 
 
 def _wallet_error(
     ctx: VerifierContext,
-    transaction: Transaction,
+    transaction: Located,
     response: oid4vp.DirectPostResponse,
     fresh: bool,
     now: int,
 ) -> dict[str, str]:
     """§8.5: the wallet declined (``access_denied`` ...): recorded and shown as such."""
-    if not fresh:
-        with db.session(ctx.engine) as unit:
-            _add_rejection(
-                ctx,
-                unit,
-                transaction,
-                Rejection(
-                    transaction_id=transaction.id,
-                    kind="replay",
-                    failed_checks=[pipeline.NONCE_ONCE],
-                    checks=[
-                        pipeline.Check(pipeline.NONCE_ONCE, pipeline.FAILED, "replay").as_dict()
-                    ],
-                    error=response.error,
-                    at=now,
-                ),
-            )
-        raise _unknown()
-    code, redirect_uri = _response_code(transaction)
-    with db.session(ctx.engine) as unit:
-        unit.add(
-            Rejection(
-                transaction_id=transaction.id,
-                kind="wallet_error",
-                failed_checks=[],
-                checks=[],
-                error=response.error,
-                error_description=response.error_description,
-                at=now,
-            )
-        )
-        unit.execute(
-            sa.update(Transaction)
-            .where(Transaction.id == transaction.id)
-            .values(
-                status=TransactionStatus.ERROR,
-                wallet_error=response.error,
-                wallet_error_description=response.error_description,
-                completed_at=now,
-                response_code_hash=digest(code) if code else None,
-            )
-        )
-        audit.record(
-            unit,
-            actor="wallet",
-            action="wallet_error",
-            now=now,
-            subject=f"transaction:{transaction.id}",
-            details={"error": response.error},
-        )
-        _outbox(unit, transaction, "verification.completed", now)
-    return _reply(redirect_uri)
+    if fresh:
+        code, redirect_uri = _response_code(transaction)
+        values: dict[str, Any] = {
+            "now": now,
+            "status": TransactionStatus.ERROR,
+            "response_code_hash": digest(code) if code else None,
+            "wallet_error": response.error,
+            "wallet_error_description": response.error_description,
+            "kind": "wallet_error",
+            "failed_checks": [],
+            "checks": [],
+            **_audit("wallet_error", transaction, now, {"error": response.error}),
+        }
+        if _record(ctx, transaction, ("rejections", "audit_log", "webhook_outbox"), values):
+            _count(transaction, "wallet_error")
+            return _reply(redirect_uri)
+    replay = pipeline.PipelineResult(()).as_replay()
+    _record_replay(ctx, transaction, replay, now, wallet_error=response.error)
+    raise _unknown()
 
 
 # -- results (polling, response code) -------------------------------------------------------

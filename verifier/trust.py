@@ -19,8 +19,9 @@ Rules (issue 5 item 4; security.md T093, T096):
 - An issuer key comes from an ``x5c`` chain validated against **that entry's** anchors
   (HAIP 1.0: no anchor in the chain, no self-signed leaf), or from the JWT VC Issuer Metadata
   of the entry's ``metadata_issuer``; never from a ``jwk``/``jku``/``x5u`` in the token.
-- With ``x5c``, an https ``iss`` must be named by the leaf certificate (SAN URI, or its host
-  as SAN DNS name), so one trusted issuer cannot sign in another's name.
+- With ``x5c``, an ``iss`` must be named by the leaf certificate (SAN URI, or its host
+  as SAN DNS name), so one trusted issuer cannot sign in another's name; an ``iss`` that is
+  not an https URL gets no exemption (T017: ``http`` near-misses, no scheme).
 - A trusted issuer presenting a ``vct`` it is not listed for fails the check
   ``issuer_trusted_for_type`` (an ``extends`` chain or ``aka_vcts`` gives no authority, T096).
 """
@@ -161,7 +162,8 @@ class TrustList:
         issuer, chain = matches[0]
         if issuer.issuer_identifiers and iss not in issuer.issuer_identifiers:
             raise TrustError(ISSUER_TRUSTED, "iss is not an identifier of the trusted issuer")
-        if isinstance(iss, str) and iss.startswith("https://") and not _names(chain, iss):
+        # SD-JWT VC "X.509 Certificates": whatever its scheme, iss must be named by the leaf.
+        if isinstance(iss, str) and not _names(chain, iss):
             raise TrustError(ISSUER_TRUSTED, "iss is not named in the issuer certificate")
         return IssuerKey(issuer, chain.key)
 

@@ -11,6 +11,7 @@ another account is therefore indistinguishable from "does not exist" (404).
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -34,6 +35,7 @@ __all__ = [
     "account_for",
     "current_account",
     "eid_relying_party",
+    "end_session",
     "page_sessions",
 ]
 
@@ -143,10 +145,26 @@ def current_account(request: Request, ctx: Context) -> Holder:
         raise LoginRequired()
     with db.session(ctx.engine, write=False) as unit:
         key = unit.scalar(sa.select(Account.account_key).where(Account.id == account_id))
-    # The sealed cookie names both; a deleted or mismatching account is no login.
-    if key is None or key != session.subject:
+        ended = unit.scalar(
+            sa.select(UsedLoginState.state_hash).where(
+                UsedLoginState.state_hash == _ended_key(session)  # type: ignore[arg-type]
+            )
+        )
+    # The sealed cookie names both; a deleted or mismatching account is no login, nor is a
+    # session ended by logout.
+    if key is None or key != session.subject or ended is not None:
         raise LoginRequired()
     return Holder(account_id, session)
+
+
+def _ended_key(session: BrowserSession) -> str:
+    return hashlib.sha256(b"intyg/wallet/logout\x00" + session.sid.encode()).hexdigest()
+
+
+def end_session(ctx: WalletContext, session: BrowserSession) -> None:
+    """Logout (T078): the stateless cookie is dead at once, also a copy of it; the session
+    id is kept (hashed, in ``used_login_states``) until the cookie would have expired."""
+    SqlReplayCache(ctx).use_once(_ended_key(session), session.expires_at)
 
 
 CurrentHolder = Annotated[Holder, Depends(current_account)]

@@ -15,18 +15,18 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Protocol
 
-import sqlalchemy as sa
 from cryptography.x509 import Certificate
 from fastapi import APIRouter, Depends, FastAPI, Request
 from sqlalchemy.engine import Engine
 
 from intyg import x509
 from intyg.fetch import FetchResponse
-from intyg.web import db as web_db
 from intyg.web.bodies import BodyLimitMiddleware
 from intyg.web.crypto_store import CryptoStore
 from intyg.web.db import install_database_error_handlers
-from intyg.web.errors import ServiceUnavailable, install_error_handlers
+from intyg.web.errors import install_error_handlers
+from intyg.web.operations import ReadinessCheck, configure_process, database_check
+from intyg.web.operations import install as install_operations
 from intyg.web.outbound import OutboundClient
 
 from .db import make_engine, migrate
@@ -50,6 +50,7 @@ ROUTERS: tuple[str, ...] = (
     "wallet.pages:router",
     "wallet.consent_pages:router",
     "wallet.account_pages:router",
+    "wallet.issuer_pages:router",
 )
 
 
@@ -62,7 +63,14 @@ class Outbound(Protocol):
     """What the wallet needs of :class:`intyg.web.outbound.OutboundClient` (tests may give
     a stand-in with the same guarantees switched off)."""
 
-    def fetch(self, url: str, accept: str = ...) -> FetchResponse: ...
+    def fetch(
+        self,
+        url: str,
+        accept: str = ...,
+        *,
+        max_redirects: int | None = ...,
+        max_bytes: int | None = ...,
+    ) -> FetchResponse: ...
 
     def post_form(
         self, url: str, data: Any, *, accept: str = ..., headers: Any = ...
@@ -124,14 +132,16 @@ def build_context(
 
 
 def startup(ctx: WalletContext) -> None:
-    """Migrate, provider keys, trust anchors, the verifier registry."""
+    """Migrate, provider keys, trust anchors, the verifier registry, interrupted issuances."""
     migrate(ctx.engine)
     ctx.keys.ensure()
     ctx.issuer_anchors = _load_anchors(ctx.settings.issuer_trust_anchors)
     ctx.verifier_anchors = _load_anchors(ctx.settings.verifier_trust_anchors)
-    from .verifiers import load_registry  # verifiers import this module
+    from .issuance import recover_interrupted  # issuance and verifiers import this module
+    from .verifiers import load_registry
 
     load_registry(ctx)
+    recover_interrupted(ctx)
     ctx.ready = True
 
 
@@ -184,7 +194,7 @@ def create_app(
     app = FastAPI(
         title="intyg wallet",
         lifespan=lifespan,
-        docs_url=None,
+        docs_url=None,  # /docs and /openapi.json: intyg.web.operations
         redoc_url=None,
         openapi_url=None,
     )
@@ -198,27 +208,29 @@ def create_app(
     from .pages import install  # pages import this module: no cycle at import time
 
     install(app)
+    install_operations(app, checks=readiness_checks(ctx), development=settings.is_development)
     return app
 
 
+def readiness_checks(ctx: WalletContext) -> list[ReadinessCheck]:
+    """``/readyz``: start-up finished, the database answers, the provider key is loaded."""
+    return [
+        ReadinessCheck("started", lambda: ctx.ready, "the wallet is starting"),
+        database_check(ctx.engine),
+        ReadinessCheck(
+            "keys", lambda: ctx.keys._signer is not None, "the wallet provider key is not loaded"
+        ),
+    ]
+
+
+#: Public documents of the wallet (none yet; /healthz and /readyz: intyg.web.operations).
 published = APIRouter(include_in_schema=False)
-
-
-@published.get("/healthz")
-def healthz() -> dict[str, str]:
-    return {"status": "ok"}
-
-
-@published.get("/readyz")
-def readyz(ctx: Context) -> dict[str, str]:
-    if not ctx.ready:
-        raise ServiceUnavailable("the wallet is starting")
-    with web_db.session(ctx.engine, write=False) as unit:
-        unit.execute(sa.text("SELECT 1"))
-    return {"status": "ready"}
 
 
 def create_app_from_env() -> FastAPI:
     """uvicorn factory (``uvicorn wallet.app:create_app_from_env --factory``): settings from the
-    environment (``INTYG_WALLET_*``), as ``intyg up`` and docker-compose start the service."""
-    return create_app(WalletSettings())
+    environment (``INTYG_WALLET_*``), as ``intyg up`` and docker-compose start the service;
+    logging from ``INTYG_LOG_*`` (intyg.web.operations)."""
+    settings = WalletSettings()
+    configure_process("wallet", development=settings.is_development)
+    return create_app(settings)

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
+from starlette.concurrency import run_in_threadpool
 
 from intyg import oid4vp, schemas
 from intyg.web.sessions import SessionError
@@ -37,6 +38,16 @@ def _labels(vct: str | None, language: str) -> dict[Any, str]:
         return dict(schemas.claim_display(vct, language))
     except (schemas.SchemaError, ValueError):
         return {}
+
+
+def _type_name(vct: str | None, language: str) -> str | None:
+    """The credential type's name in ``language`` (its type metadata ``display``)."""
+    try:
+        display = schemas.type_metadata(vct).get("display", []) if vct else []
+    except schemas.SchemaError:
+        return None
+    names = {entry.get("locale"): entry.get("name") for entry in display}
+    return names.get(language) or names.get("en")
 
 
 def _claim_label(labels: dict[Any, str], path: Any) -> str:
@@ -89,14 +100,15 @@ async def present_link(request: Request, ctx: Context, holder: CurrentHolder) ->
     parts = urlsplit(link)
     if parts.scheme in ("http", "https") and parts.path.rstrip("/").endswith("/authorize"):
         link = f"openid4vp://?{parts.query}"
-    return _begin(request, ctx, holder, link)
+    return await run_in_threadpool(_begin, request, ctx, holder, link)
 
 
 def _verifier_view(identity: Any, language: str) -> dict[str, Any]:
     return {
         "name": identity.display_name(language),
         "org_number": identity.organisation_number,
-        "subject": identity.certificate_subject or identity.client_id,
+        "subject": identity.authenticated_by,
+        "by_did": identity.did is not None,
         "san": ", ".join(identity.san_dns),
         "known": identity.known,
     }
@@ -218,7 +230,9 @@ async def approve(
     except SessionError:
         return error_page(request, ctx, t["forbidden"], 403)
     try:
-        outcome = presentation.approve(ctx, holder.account_id, public_id[:64], form)
+        outcome = await run_in_threadpool(
+            presentation.approve, ctx, holder.account_id, public_id[:64], form
+        )
     except presentation.PresentationError as exc:
         status = (
             404 if exc.reason == "not_found" else 409 if exc.reason == "already_answered" else 400
@@ -238,7 +252,9 @@ async def decline(
     except SessionError:
         return error_page(request, ctx, t["forbidden"], 403)
     try:
-        outcome = presentation.decline(ctx, holder.account_id, public_id[:64])
+        outcome = await run_in_threadpool(
+            presentation.decline, ctx, holder.account_id, public_id[:64]
+        )
     except presentation.PresentationError as exc:
         status = (
             404 if exc.reason == "not_found" else 409 if exc.reason == "already_answered" else 400
@@ -269,6 +285,7 @@ def _verifier_name(record: dict[str, Any], language: str) -> str:
         or name.get("sv")
         or (san[0] if san else None)
         or identified.get("certificate_subject")
+        or identified.get("did")
         or controller.get("client_id", "")
     )
 
@@ -318,7 +335,7 @@ def _record_page(
         labels = _labels(vct, language)
         items.append(
             {
-                "name": vct or item.get("format"),
+                "name": _type_name(vct, language) or vct or item.get("format"),
                 "claims": [_claim_label(labels, p) for p in item.get("claims", [])],
             }
         )
@@ -341,7 +358,7 @@ def _record_page(
         kind=t["consent"] if row.kind == consents.CONSENT else t["declined_kind"],
         verifier=_verifier_name(record, language),
         org_number=(record.get("controller") or {}).get("organisation_number"),
-        identified=identified.get("certificate_subject") or "",
+        identified=identified.get("certificate_subject") or identified.get("did") or "",
         purpose=purpose.get(language) or purpose.get("sv"),
         time=record.get("time", "")[:19].replace("T", " "),
         delivery=t.get(f"delivery_{row.delivery_status}", row.delivery_status),
@@ -374,7 +391,9 @@ async def withdraw(
     except SessionError:
         return error_page(request, ctx, t["forbidden"], 403)
     try:
-        outcome = presentation.withdraw(ctx, holder.account_id, public_id[:64])
+        outcome = await run_in_threadpool(
+            presentation.withdraw, ctx, holder.account_id, public_id[:64]
+        )
     except presentation.PresentationError as exc:
         return error_page(request, ctx, str(exc), 404 if exc.reason == "not_found" else 409)
     return _record_page(request, ctx, holder, public_id[:64], t[f"withdraw_{outcome}"])

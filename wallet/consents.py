@@ -27,7 +27,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from intyg.web import db
+from intyg.web import db, metrics
 
 from .app import WalletContext
 from .models import Account, ConsentKey, ConsentRecord, new_public_id
@@ -51,6 +51,8 @@ __all__ = [
 ]
 
 CONSENT, DECLINED, DELIVERY, WITHDRAWAL = "consent", "declined", "delivery", "withdrawal"
+#: ``intyg_consents_total{event}`` per record kind (deliveries are not consents).
+CONSENT_EVENTS = {CONSENT: "given", DECLINED: "declined", WITHDRAWAL: "withdrawn"}
 PENDING = "pending"
 GENESIS = "0" * 64
 RECORD_SCHEMA = "intyg-consent-record/1 (ISO/IEC TS 27560)"
@@ -132,6 +134,8 @@ def append(
     )
     unit.add(row)
     unit.flush()
+    if kind in CONSENT_EVENTS:
+        metrics.CONSENTS.labels(CONSENT_EVENTS[kind]).inc()
     return row
 
 

@@ -17,6 +17,10 @@
    issuer identifier, ``vct``/type of the offered configuration, ``cnf`` = one of our keys,
    no SD-JWT+KB, T082), then ``credential_accepted`` / ``credential_failure``.
 
+Wallet-initiated issuance (the authorization code flow, §5) is in :mod:`wallet.authorization`;
+it reuses the token, nonce, credential and verification steps here (:class:`Exchange`,
+:func:`redeem_token`, :func:`issue_all`).
+
 Holder keys follow I5: inserted ``generated`` and committed before the proofs leave,
 ``proof_sent`` before the credential request, ``bound`` in the same transaction that stores
 the credential, ``failed`` otherwise.
@@ -25,6 +29,7 @@ the credential, ``failed`` otherwise.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -47,7 +52,8 @@ from intyg import (
 from intyg.fetch import FetchError, FetchResponse
 from intyg.web import db
 from intyg.web.crypto_store import record_aad
-from intyg.web.outbound import OutboundError
+from intyg.web.faults import crash_point
+from intyg.web.outbound import BUSY_RETRIES, OutboundError, when_busy
 
 from .app import WalletContext
 from .models import (
@@ -80,6 +86,8 @@ OFFER_PURPOSE = "wallet/offer"
 HOLDER_KEY_PURPOSE = "wallet/holder-key"
 CREDENTIAL_PURPOSE = "wallet/credential"
 DPOP_KEY_PURPOSE = "wallet/dpop-key"
+#: Most Credential Datasets fetched per configuration from one token (§6.2).
+MAX_DATASETS = 10
 
 
 class IssuanceError(ValueError):
@@ -104,9 +112,9 @@ def _json_document(response: FetchResponse, what: str) -> Any:
         raise IssuanceError("invalid_response", f"{what} is not valid JSON") from exc
 
 
-def _get_json(ctx: WalletContext, url: str, what: str) -> Any:
+def get_json(ctx: WalletContext, url: str, what: str) -> Any:
     try:
-        return _json_document(ctx.outbound.fetch(url, "application/json"), what)
+        return _json_document(when_busy(lambda: ctx.outbound.fetch(url, "application/json")), what)
     except OutboundError as exc:
         raise IssuanceError(f"fetch_{exc.reason}", f"{what} could not be fetched: {exc}") from exc
     except FetchError as exc:
@@ -131,9 +139,9 @@ def resolve_offer(ctx: WalletContext, link: str) -> ResolvedOffer:
     try:
         found = oid4vci.parse_offer_link(link, allow_http=allow_http)
         if isinstance(found, str):
-            found = _get_json(ctx, found, "the credential offer")
+            found = get_json(ctx, found, "the credential offer")
         offer = oid4vci.parse_credential_offer(found, allow_http=allow_http)
-        metadata_document = _get_json(
+        metadata_document = get_json(
             ctx, oid4vci.well_known_url(offer.credential_issuer), "the issuer metadata"
         )
         metadata = oid4vci.check_issuer_metadata(
@@ -150,11 +158,11 @@ def resolve_offer(ctx: WalletContext, link: str) -> ResolvedOffer:
                 "only offers with a pre-authorized code are supported by this wallet yet",
             )
         for configuration_id in offer.credential_configuration_ids:
-            _check_configuration(metadata.configuration(configuration_id))
+            check_configuration(metadata.configuration(configuration_id))
         server = oid4vci.select_authorization_server(
             metadata, offer.pre_authorized_code.authorization_server
         )
-        as_document = _get_json(
+        as_document = get_json(
             ctx,
             oid4vci.well_known_url(server, oid4vci.WELL_KNOWN_AUTHORIZATION_SERVER),
             "the authorization server metadata",
@@ -171,7 +179,7 @@ def resolve_offer(ctx: WalletContext, link: str) -> ResolvedOffer:
     return ResolvedOffer(offer, dict(found), dict(metadata_document), metadata, as_metadata)
 
 
-def _check_configuration(configuration: Mapping[str, Any]) -> None:
+def check_configuration(configuration: Mapping[str, Any]) -> None:
     if configuration.get("format") not in SUPPORTED_FORMATS:
         raise IssuanceError("unsupported_format", "the offered credential format is not supported")
     proof_types = configuration.get("proof_types_supported") or {}
@@ -339,7 +347,7 @@ def check_tx_code(spec: Mapping[str, Any] | None, tx_code: str | None) -> str | 
 
 
 @dataclass
-class _Exchange:
+class Exchange:
     """What one accepted issuance talks with: endpoints, DPoP key and nonce, token."""
 
     ctx: WalletContext
@@ -374,8 +382,11 @@ class _Exchange:
         headers: Mapping[str, str] | None = None,
         authorized: bool = False,
     ) -> Any:
-        """POST with DPoP; one retry when the server asks for a ``DPoP-Nonce`` (RFC 9449 §8)."""
-        for attempt in range(2):
+        """POST with DPoP; one retry when the server asks for a ``DPoP-Nonce`` (RFC 9449 §8),
+        and up to ``BUSY_RETRIES`` after a 503 with ``Retry-After`` (the issuer was busy
+        and changed nothing, so the same request is still good)."""
+        nonce_retry, busy_retries = True, BUSY_RETRIES
+        while True:
             sent = dict(headers or {})
             sent.update(self._auth_headers(url) if authorized else self._dpop_headers(url, None))
             try:
@@ -385,13 +396,22 @@ class _Exchange:
                     response = self.ctx.outbound.post_json(url, payload, headers=sent)
             except OutboundError as exc:
                 nonce = _dpop_nonce_of(exc)
-                error = _oauth_error(exc)
-                if attempt == 0 and nonce and error == "use_dpop_nonce":
-                    self.dpop_nonce = nonce
+                if nonce_retry and nonce and _oauth_error(exc) == "use_dpop_nonce":
+                    nonce_retry, self.dpop_nonce = False, nonce
+                    continue
+                delay = exc.retry_after()
+                if delay is not None and busy_retries > 0:
+                    busy_retries -= 1
+                    time.sleep(delay)
                     continue
                 raise
+            self._keep_dpop_nonce(response.headers.get("dpop-nonce"))
             return _json_document(response, "the issuer's answer") if response.body else None
-        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _keep_dpop_nonce(self, nonce: Any) -> None:
+        """RFC 9449 §8.2: a server may hand out the next nonce on any response."""
+        if isinstance(nonce, str) and 0 < len(nonce) < 512:
+            self.dpop_nonce = nonce
 
 
 def _oauth_error(exc: OutboundError) -> str | None:
@@ -406,9 +426,7 @@ def _oauth_error(exc: OutboundError) -> str | None:
 
 
 def _dpop_nonce_of(exc: OutboundError) -> str | None:
-    # FetchResponse carries no headers yet; read DPoP-Nonce when a client provides them.
-    headers = getattr(exc.response, "headers", None) or {}
-    nonce = headers.get("dpop-nonce") or headers.get("DPoP-Nonce")
+    nonce = exc.response.headers.get("dpop-nonce") if exc.response is not None else None
     return nonce if isinstance(nonce, str) and 0 < len(nonce) < 512 else None
 
 
@@ -435,8 +453,8 @@ def _claim(ctx: WalletContext, account_id: int, public_id: str) -> IssuanceSessi
     return session
 
 
-def _finish(ctx: WalletContext, session_id: int, state: str, error: str | None = None) -> None:
-    with db.session(ctx.engine) as unit:
+def finish(ctx: WalletContext, session_id: int, state: str, error: str | None = None) -> None:
+    with db.session(ctx.engine, patience=db.WORKFLOW_PATIENCE_SECONDS) as unit:
         unit.execute(
             sa.update(IssuanceSession)
             .where(IssuanceSession.id == session_id)  # type: ignore[arg-type]
@@ -446,12 +464,37 @@ def _finish(ctx: WalletContext, session_id: int, state: str, error: str | None =
 
 def _reopen(ctx: WalletContext, session_id: int) -> None:
     """A wrong tx_code: the person may try again (the issuer counts the attempts)."""
-    with db.session(ctx.engine) as unit:
+    with db.session(ctx.engine, patience=db.WORKFLOW_PATIENCE_SECONDS) as unit:
         unit.execute(
             sa.update(IssuanceSession)
             .where(IssuanceSession.id == session_id)  # type: ignore[arg-type]
             .values(state="offered")
         )
+
+
+def recover_interrupted(ctx: WalletContext) -> int:
+    """L08, I5 at start-up: an issuance cut off by a crash (still ``accepted``) ends
+    ``failed``, and its keys that got no credential become ``failed``; -> sessions ended.
+
+    Safe with replicas: an issuance another instance is still running overwrites these
+    states when it finishes (its keys ``bound``, the session ``done``)."""
+    now = ctx.clock()
+    interrupted = sa.select(IssuanceSession.id).where(IssuanceSession.state == "accepted")  # type: ignore[arg-type]
+    with db.session(ctx.engine) as unit:
+        unit.execute(
+            sa.update(HolderKey)
+            .where(
+                HolderKey.issuance_id.in_(interrupted),  # type: ignore[union-attr]
+                HolderKey.state.in_((KeyState.GENERATED, KeyState.PROOF_SENT)),  # type: ignore[attr-defined]
+            )
+            .values(state=KeyState.FAILED, updated_at=now)
+        )
+        ended = unit.execute(
+            sa.update(IssuanceSession)
+            .where(IssuanceSession.state == "accepted")  # type: ignore[arg-type]
+            .values(state="failed", error="interrupted", finished_at=now)
+        )
+    return int(ended.rowcount)  # type: ignore[attr-defined]
 
 
 def accept(
@@ -471,32 +514,67 @@ def accept(
     metadata = oid4vci.check_issuer_metadata(
         session.issuer_metadata, session.credential_issuer, allow_http=ctx.settings.is_development
     )
-    exchange = _Exchange(ctx, metadata, session.as_metadata, _dpop_key(ctx, session))
+    exchange = Exchange(ctx, metadata, session.as_metadata, _dpop_key(ctx, session))
     try:
         granted = _token(exchange, offer, sent_tx_code)
     except IssuanceError as exc:
         if exc.reason == "invalid_grant" and sent_tx_code is not None:
             _reopen(ctx, session.id)
             raise IssuanceError("wrong_tx_code", "the transaction code was not accepted") from exc
-        _finish(ctx, session.id, "failed", str(exc))
+        finish(ctx, session.id, "failed", str(exc))
         raise
+    return issue_all(exchange, session, account_id, granted)
+
+
+def issue_all(
+    exchange: Exchange,
+    session: IssuanceSession,
+    account_id: int,
+    granted: oid4vci.TokenResponse,
+) -> list[str]:
+    """§7, §8 for everything the token grants; the session ends ``done`` or ``failed``."""
+    assert session.id is not None
     stored: list[str] = []
-    for configuration_id in session.configuration_ids:
+    for configuration_id, identifier in _credential_datasets(session, granted):
         try:
-            stored.append(_issue_one(exchange, session, account_id, configuration_id, granted))
+            stored.append(_issue_one(exchange, session, account_id, configuration_id, identifier))
         except IssuanceError as exc:
-            _finish(ctx, session.id, "failed", str(exc))
+            finish(exchange.ctx, session.id, "failed", str(exc))
             raise
-    _finish(ctx, session.id, "done")
+    finish(exchange.ctx, session.id, "done")
     return stored
 
 
-def _dpop_key(ctx: WalletContext, session: IssuanceSession) -> jose.Key | None:
-    algorithms = session.as_metadata.get("dpop_signing_alg_values_supported")
+def _credential_datasets(
+    session: IssuanceSession, granted: oid4vci.TokenResponse
+) -> list[tuple[str, str | None]]:
+    """One credential request per Credential Dataset the token names (§6.2
+    ``credential_identifiers``), else one per configuration (§8.2)."""
+    datasets: list[tuple[str, str | None]] = []
+    for configuration_id in session.configuration_ids:
+        identifiers = [
+            identifier
+            for g in granted.authorization_details or ()
+            if g.credential_configuration_id == configuration_id
+            for identifier in g.credential_identifiers
+        ][:MAX_DATASETS]
+        datasets.extend((configuration_id, i) for i in identifiers or [None])
+    return datasets
+
+
+def new_dpop_key(as_metadata: Mapping[str, Any]) -> jose.Key | None:
+    """A DPoP key (RFC 9449) when the AS lists ES256 in ``dpop_signing_alg_values_supported``."""
+    algorithms = as_metadata.get("dpop_signing_alg_values_supported")
     if not isinstance(algorithms, list) or ALGORITHM not in algorithms:
         return None
-    key = jose.generate_key(ALGORITHM)
-    with db.session(ctx.engine) as unit:
+    return jose.generate_key(ALGORITHM)
+
+
+def _dpop_key(ctx: WalletContext, session: IssuanceSession) -> jose.Key | None:
+    key = new_dpop_key(session.as_metadata)
+    if key is None:
+        return None
+    with db.session(ctx.engine, patience=db.WORKFLOW_PATIENCE_SECONDS) as unit:
         unit.execute(
             sa.update(IssuanceSession)
             .where(IssuanceSession.id == session.id)  # type: ignore[arg-type]
@@ -509,7 +587,7 @@ def _dpop_key(ctx: WalletContext, session: IssuanceSession) -> jose.Key | None:
     return key
 
 
-def _refusal(exc: OutboundError, what: str) -> IssuanceError:
+def refusal(exc: OutboundError, what: str) -> IssuanceError:
     error = _oauth_error(exc)
     if error is not None:
         return IssuanceError(error, f"{what} was refused by the issuer ({error})")
@@ -517,7 +595,7 @@ def _refusal(exc: OutboundError, what: str) -> IssuanceError:
 
 
 def _token(
-    exchange: _Exchange, offer: oid4vci.CredentialOffer, tx_code: str | None
+    exchange: Exchange, offer: oid4vci.CredentialOffer, tx_code: str | None
 ) -> oid4vci.TokenResponse:
     """§6.1 pre-authorized code grant."""
     assert offer.pre_authorized_code is not None
@@ -529,14 +607,21 @@ def _token(
         form["tx_code"] = tx_code
     headers: dict[str, str] = {}
     if not exchange.as_metadata.get("pre-authorized_grant_anonymous_access_supported", False):
-        headers.update(_client_authentication(exchange))
+        headers.update(client_authentication(exchange))
         form["client_id"] = exchange.ctx.settings.oauth_client_id
+    return redeem_token(exchange, form, headers)
+
+
+def redeem_token(
+    exchange: Exchange, form: Mapping[str, str], headers: Mapping[str, str]
+) -> oid4vci.TokenResponse:
+    """§6: POST the token request (DPoP when the exchange has a key); the checked answer."""
     url = exchange.as_metadata["token_endpoint"]
     try:
         body = exchange.post(url, form=form, headers=headers)
         token = oid4vci.parse_token_response(body)
     except OutboundError as exc:
-        raise _refusal(exc, "the token request") from exc
+        raise refusal(exc, "the token request") from exc
     except oid4vci.OID4VCIError as exc:
         raise IssuanceError(exc.error, "the token response is malformed") from exc
     if token.token_type.lower() not in ("bearer", "dpop"):
@@ -548,7 +633,7 @@ def _token(
     return token
 
 
-def _client_authentication(exchange: _Exchange) -> dict[str, str]:
+def client_authentication(exchange: Exchange) -> dict[str, str]:
     """Attestation-Based Client Authentication when the AS supports it (HAIP)."""
     methods = exchange.as_metadata.get("token_endpoint_auth_methods_supported") or []
     if client_attestation.AUTH_METHOD not in methods:
@@ -565,14 +650,14 @@ def _client_authentication(exchange: _Exchange) -> dict[str, str]:
     }
 
 
-def _nonce(exchange: _Exchange) -> str | None:
+def _nonce(exchange: Exchange) -> str | None:
     if exchange.metadata.nonce_endpoint is None:
         return None
     try:
         body = exchange.post(exchange.metadata.nonce_endpoint, payload={})
         return oid4vci.parse_nonce_response(body)
     except OutboundError as exc:
-        raise _refusal(exc, "the nonce request") from exc
+        raise refusal(exc, "the nonce request") from exc
     except oid4vci.OID4VCIError as exc:
         raise IssuanceError(exc.error, "the nonce response is malformed") from exc
 
@@ -588,7 +673,7 @@ def _new_keys(
     now = ctx.clock()
     keys = [jose.generate_key(ALGORITHM) for _ in range(count)]
     created: list[tuple[int, jose.Key]] = []
-    with db.session(ctx.engine) as unit:
+    with db.session(ctx.engine, patience=db.WORKFLOW_PATIENCE_SECONDS) as unit:
         for key in keys:
             thumbprint = key.thumbprint()
             row = HolderKey(
@@ -613,7 +698,7 @@ def _new_keys(
 def _set_key_state(ctx: WalletContext, ids: Sequence[int], state: str) -> None:
     if not ids:
         return
-    with db.session(ctx.engine) as unit:
+    with db.session(ctx.engine, patience=db.WORKFLOW_PATIENCE_SECONDS) as unit:
         unit.execute(
             sa.update(HolderKey)
             .where(HolderKey.id.in_(list(ids)))  # type: ignore[union-attr]
@@ -622,20 +707,15 @@ def _set_key_state(ctx: WalletContext, ids: Sequence[int], state: str) -> None:
 
 
 def _credential_request(
-    exchange: _Exchange,
+    exchange: Exchange,
     configuration_id: str,
-    granted: oid4vci.TokenResponse,
+    identifier: str | None,
     keys: Sequence[jose.Key],
 ) -> oid4vci.CredentialResponse:
     """§8.2 with a fresh ``c_nonce``; once more with a new nonce on ``invalid_nonce``."""
     body: dict[str, Any] = {}
-    identifiers = [
-        g.credential_identifiers[0]
-        for g in granted.authorization_details or ()
-        if g.credential_configuration_id == configuration_id
-    ]
-    if identifiers:
-        body["credential_identifier"] = identifiers[0]
+    if identifier is not None:
+        body["credential_identifier"] = identifier
     else:
         body["credential_configuration_id"] = configuration_id
     issuer = exchange.metadata.credential_issuer
@@ -655,26 +735,27 @@ def _credential_request(
         except OutboundError as exc:
             if attempt == 0 and _oauth_error(exc) == "invalid_nonce":
                 continue
-            raise _refusal(exc, "the credential request") from exc
+            raise refusal(exc, "the credential request") from exc
         except oid4vci.OID4VCIError as exc:
             raise IssuanceError(exc.error, "the credential response is malformed") from exc
     raise AssertionError("unreachable")  # pragma: no cover
 
 
 def _issue_one(
-    exchange: _Exchange,
+    exchange: Exchange,
     session: IssuanceSession,
     account_id: int,
     configuration_id: str,
-    granted: oid4vci.TokenResponse,
+    identifier: str | None,
 ) -> str:
     ctx = exchange.ctx
     configuration = exchange.metadata.configuration(configuration_id)
     keys = _new_keys(ctx, account_id, session, _batch_size(ctx, exchange.metadata))
     key_ids = [key_id for key_id, _ in keys]
     _set_key_state(ctx, key_ids, KeyState.PROOF_SENT)
+    crash_point("wallet.issuance.proof_sent", development=ctx.settings.is_development)
     try:
-        response = _credential_request(exchange, configuration_id, granted, [k for _, k in keys])
+        response = _credential_request(exchange, configuration_id, identifier, [k for _, k in keys])
     except IssuanceError:
         _set_key_state(ctx, key_ids, KeyState.FAILED)
         raise
@@ -700,7 +781,7 @@ def _issue_one(
 
 
 def _notify(
-    exchange: _Exchange, notification_id: str | None, event: str, reason: str | None = None
+    exchange: Exchange, notification_id: str | None, event: str, reason: str | None = None
 ) -> None:
     """§11 notification; best effort (the outcome for the person does not depend on it)."""
     endpoint = exchange.metadata.notification_endpoint
@@ -856,7 +937,7 @@ def _store(
     shown = credential_display(configuration)
     issuer_shown = issuer_display(session.issuer_metadata)
     fmt = str(configuration.get("format"))
-    with db.session(ctx.engine) as unit:
+    with db.session(ctx.engine, patience=db.WORKFLOW_PATIENCE_SECONDS) as unit:
         card = WalletCredential(
             account_id=account_id,
             format=fmt,
@@ -905,10 +986,19 @@ def _store(
 
 
 __all__ += [
+    "Exchange",
     "Received",
     "card_names",
+    "check_configuration",
+    "client_authentication",
     "credential_display",
+    "finish",
+    "get_json",
+    "issue_all",
     "issuer_display",
+    "new_dpop_key",
     "pick",
+    "redeem_token",
+    "refusal",
     "verify_received",
 ]

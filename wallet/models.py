@@ -137,11 +137,16 @@ class ProviderKey(WalletModel, table=True):
 
 
 class IssuanceSession(WalletModel, table=True):
-    """A credential offer being looked at or accepted (OpenID4VCI §4.1, §6-§8).
+    """A credential offer being looked at or accepted (OpenID4VCI §4.1, §6-§8), or a
+    wallet-initiated authorization code flow (§5; wallet/authorization.py).
 
-    ``sealed_offer`` holds the offer (it contains the pre-authorized code); issuer and AS
-    metadata are public documents kept in clear. ``state``: ``offered`` -> ``accepted`` ->
-    ``done`` | ``failed`` (``declined`` when the person says no).
+    ``sealed_offer`` holds the offer (it contains the pre-authorized code), or for the code
+    flow the authorization request sent; issuer and AS metadata are public documents kept
+    in clear. ``state``: ``offered`` -> ``accepted`` -> ``done`` | ``failed`` (``declined``
+    when the person says no); the code flow starts ``authorizing``. Its OAuth ``state`` is
+    kept only as a SHA-256 digest (``authorization_state_hash``), bound to the browser
+    session that started it (``browser_session_hash``) and redeemed once (``authorized_at``,
+    :func:`intyg.web.db.consume_once`); PKCE verifier and DPoP key are sealed (0004).
     """
 
     __tablename__ = "issuance_sessions"
@@ -163,6 +168,9 @@ class IssuanceSession(WalletModel, table=True):
     created_at: int = Field(sa_type=_int())
     expires_at: int = Field(sa_type=_int(), index=True)
     finished_at: int | None = Field(default=None, sa_type=_int())
+    authorization_state_hash: str | None = Field(default=None, sa_type=_str(64), unique=True)
+    browser_session_hash: str | None = Field(default=None, sa_type=_str(64))
+    authorized_at: int | None = Field(default=None, sa_type=_int())
 
 
 class HolderKey(WalletModel, table=True):

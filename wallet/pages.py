@@ -24,6 +24,7 @@ import jinja2
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from markupsafe import Markup
+from starlette.concurrency import run_in_threadpool
 
 from intyg import oid4vci
 from intyg.web.assets import stylesheet
@@ -40,10 +41,11 @@ from .accounts import (
     account_keyer,
     current_account,
     eid_relying_party,
+    end_session,
     page_sessions,
 )
 from .app import Context, WalletContext
-from .texts import CONSENT_TEXT
+from .texts import CONSENT_TEXT, GET_TEXT
 
 __all__ = ["TEXT", "install", "router"]
 
@@ -163,8 +165,9 @@ TEXT: Mapping[str, Mapping[str, str]] = {
         "status_unknown": "Status unknown",
     },
 }
-for _language, _extra in CONSENT_TEXT.items():
-    TEXT[_language].update(_extra)  # type: ignore[attr-defined]
+for _texts in (CONSENT_TEXT, GET_TEXT):
+    for _language, _extra in _texts.items():
+        TEXT[_language].update(_extra)  # type: ignore[attr-defined]
 _FORMAT_NAMES = {"dc+sd-jwt": "SD-JWT VC", "jwt_vc_json": "W3C VC (JWT)"}
 
 router = APIRouter(include_in_schema=False)
@@ -313,6 +316,7 @@ async def logout(request: Request, ctx: Context, holder: CurrentHolder) -> Respo
         await _form(request, ctx, holder)
     except SessionError:
         return error_page(request, ctx, _text(request, ctx)["forbidden"], 403)
+    end_session(ctx, holder.session)
     response = _redirect("/")
     page_sessions(ctx).clear(response)
     return response
@@ -465,7 +469,7 @@ async def add_link(request: Request, ctx: Context, holder: CurrentHolder) -> Res
     if parts.scheme in ("http", "https") and parts.path.rstrip("/").endswith("/offer"):
         # A link to a wallet's offer endpoint: only its query is the offer.
         link = f"{oid4vci.CREDENTIAL_OFFER_SCHEME}?{parts.query}"
-    return _begin(request, ctx, holder, link)
+    return await run_in_threadpool(_begin, request, ctx, holder, link)
 
 
 def _offer_context(ctx: WalletContext, session: Any, language: str) -> dict[str, Any]:
@@ -536,7 +540,9 @@ async def accept_offer(
     language, _ = language_of(request, ctx)
     t = TEXT[language]
     try:
-        stored = issuance.accept(ctx, holder.account_id, public_id[:64], form.get("tx_code"))
+        stored = await run_in_threadpool(
+            issuance.accept, ctx, holder.account_id, public_id[:64], form.get("tx_code")
+        )
     except issuance.IssuanceError as exc:
         if exc.reason in ("wrong_tx_code", "tx_code_required", "tx_code_format"):
             session = issuance.load_session(ctx, holder.account_id, public_id[:64])

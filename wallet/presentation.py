@@ -4,7 +4,8 @@ security.md T057-T073, T086, T122, T123, I4, L09).
 1. :func:`receive`: the invocation link (``client_id`` + ``request_uri``, method ``get`` or
    ``post`` with a ``wallet_nonce``) → the Request Object fetched ONLY through the guarded
    outbound client (no redirects) → :func:`intyg.oid4vp.verify_request_object` with the
-   configured verifier trust anchors. A request that is not authentic gets NOTHING sent
+   configured verifier trust anchors, or the DID document of a did:web verifier
+   (wallet/dids.py). A request that is not authentic gets NOTHING sent
    back; an authentic but unusable one gets the OpenID4VP error response (§8.5).
 2. :func:`load_pending`: for the consent screen — the request re-verified, the verifier
    identified (wallet/verifiers.py), DCQL matched against the person's credentials (one
@@ -38,9 +39,10 @@ from intyg import dcql, jose, oid4vp, sdjwt, strict_json, vcdm
 from intyg.fetch import FetchError
 from intyg.web import db
 from intyg.web.crypto_store import record_aad
-from intyg.web.outbound import OutboundError
+from intyg.web.faults import crash_point
+from intyg.web.outbound import OutboundError, when_busy
 
-from . import consents
+from . import consents, dids
 from .app import WalletContext
 from .credentials import open_instance
 from .issuance import HOLDER_KEY_PURPOSE, SD_JWT_VC
@@ -125,9 +127,11 @@ def _fetch_request_object(ctx: WalletContext, link: oid4vp.RequestLink) -> tuple
         if link.request_uri_method == "post":
             wallet_nonce = oid4vp.new_nonce()
             body = oid4vp.request_uri_post_body(wallet_nonce=wallet_nonce)
-            response = ctx.outbound.post_form(link.request_uri, body, accept=accept)
+            response = when_busy(
+                lambda: ctx.outbound.post_form(link.request_uri, body, accept=accept)
+            )
         else:
-            response = ctx.outbound.fetch(link.request_uri, accept)
+            response = when_busy(lambda: ctx.outbound.fetch(link.request_uri, accept))
     except FetchError as exc:
         raise PresentationError("fetch", f"the request could not be fetched ({exc})") from None
     if len(response.body) > MAX_REQUEST_BYTES:
@@ -146,6 +150,7 @@ def _verify(
             request_jwt,
             client_id_from_link=client_id,
             x5c_trust_anchors=ctx.verifier_anchors,
+            did_resolver=dids.resolver(ctx),
             wallet_nonce=wallet_nonce,
             now=ctx.clock(),
             allow_http=_allow_http(ctx),
@@ -571,7 +576,8 @@ def _deliver(
     ctx: WalletContext, uri: str, form: Mapping[str, str]
 ) -> tuple[str, str | None, bytes]:
     try:
-        response = ctx.outbound.post_form(uri, dict(form))
+        # Again after a 503 + Retry-After: the verifier was busy and took nothing.
+        response = when_busy(lambda: ctx.outbound.post_form(uri, dict(form)))
     except OutboundError as exc:
         if exc.reason == "status" and exc.status_code is not None and exc.status_code < 500:
             return REJECTED, _verifier_error(exc), b""
@@ -590,7 +596,7 @@ def _record_delivery(
     session_id: int | None,
     redirect_uri: str | None = None,
 ) -> None:
-    with db.session(ctx.engine) as unit:
+    with db.session(ctx.engine, patience=db.WORKFLOW_PATIENCE_SECONDS) as unit:
         consents.append(
             ctx,
             unit,
@@ -620,6 +626,7 @@ def approve(
         raise PresentationError("already_answered", "this request was already answered")
     chosen = choose(pending, form)
     consent_id, uses = _record_consent(ctx, pending, chosen)
+    crash_point("wallet.presentation.consented", development=ctx.settings.is_development)
     # The consent is committed: from here on every outcome is recorded, nothing is retried.
     try:
         token = oid4vp.vp_token(_presentations(ctx, pending, uses))

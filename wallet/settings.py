@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from intyg import oid4vci
 from intyg.web.oidc import OidcConfig
 from intyg.web.settings import ServiceSettings
 
@@ -39,6 +40,7 @@ class WalletSettings(ServiceSettings):
     #: The eID provider people log in with (``INTYG_WALLET_EID`` as JSON, docs/eid.md).
     #: ``redirect_uri`` is ``<public_base_url>/login/callback``.
     eid: OidcConfig | None = None
+    #: Lifetime of a person's browser session.
     session_seconds: int = Field(default=1800, ge=60, le=12 * 3600)
 
     # -- trust -----------------------------------------------------------------------------
@@ -52,10 +54,13 @@ class WalletSettings(ServiceSettings):
     # -- the wallet as its own wallet provider (HAIP wallet attestation) -------------------
     #: OAuth ``client_id`` shared by all instances (attestation ``sub``); default: base URL.
     client_id: str | None = None
+    #: ``wallet_name`` in wallet attestations: what issuers show and log.
     wallet_name: str = "intyg wallet"
     #: Production: PEM private key (P-256) and chain (leaf first, never the anchor).
     provider_key_file: Path | None = None
+    #: Production: PEM chain of the provider key (leaf first, never the anchor).
     provider_cert_chain_file: Path | None = None
+    #: Lifetime of a wallet attestation JWT.
     attestation_ttl: int = Field(default=3600, ge=60, le=86400)
 
     # -- issuance --------------------------------------------------------------------------
@@ -65,7 +70,20 @@ class WalletSettings(ServiceSettings):
     max_batch_size: int = Field(default=5, ge=1, le=20)
     #: How long a fetched status is trusted before the list is fetched again (seconds).
     status_cache_seconds: int = Field(default=300, ge=0)
+    #: Credential issuers offered on "Get a credential" (wallet-initiated issuance,
+    #: OpenID4VCI §5): their identifiers, exactly as they publish them
+    #: (``INTYG_WALLET_CREDENTIAL_ISSUERS='["https://af.example", ...]'``).
+    credential_issuers: tuple[str, ...] = ()
+    #: How long a started authorization (PAR, eID login at the issuer) may take (seconds).
+    authorization_ttl: int = Field(default=600, ge=60, le=3600)
+    #: How long fetched issuer metadata (the "Get a credential" list) is reused (seconds).
+    issuer_metadata_cache_seconds: int = Field(default=300, ge=0)
 
+    # -- verifiers -------------------------------------------------------------------------
+    #: How long a did:web DID document is reused before it is fetched again (seconds).
+    did_cache_seconds: int = Field(default=300, ge=0, le=86400)
+
+    #: Largest request body accepted (413 above it), except the backup import.
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
     #: The backup import (``POST /settings/import``) carries every credential: larger.
     max_import_bytes: int = Field(default=4 * 1024 * 1024, ge=64 * 1024)
@@ -74,6 +92,15 @@ class WalletSettings(ServiceSettings):
     def _provider_files_together(self) -> WalletSettings:
         if (self.provider_key_file is None) != (self.provider_cert_chain_file is None):
             raise ValueError("provider_key_file and provider_cert_chain_file go together")
+        return self
+
+    @model_validator(mode="after")
+    def _credential_issuers_are_identifiers(self) -> WalletSettings:
+        # OpenID4VCI §12.2.1: https URLs (http only in development), no query or fragment.
+        for identifier in self.credential_issuers:
+            oid4vci.check_issuer_identifier(identifier, allow_http=self.is_development)
+        if len(set(self.credential_issuers)) != len(self.credential_issuers):
+            raise ValueError("credential_issuers lists an issuer twice")
         return self
 
     @property

@@ -12,6 +12,7 @@ CONSENT_TEXT: dict[str, dict[str, str]] = {
         "who_asks": "Vem frågar",
         "org_number": "Organisationsnummer",
         "identified_by": "Identifierad genom certifikat",
+        "identified_by_did": "Identifierad genom DID-dokument (did:web)",
         "known_verifier": "Finns i plånbokens register över kända mottagare.",
         "unknown_verifier": "VARNING: Mottagaren finns inte i plånbokens register. Dela bara om "
         "du vet vem det är och litar på mottagaren.",
@@ -87,6 +88,7 @@ CONSENT_TEXT: dict[str, dict[str, str]] = {
         "who_asks": "Who asks",
         "org_number": "Organisation number",
         "identified_by": "Identified by certificate",
+        "identified_by_did": "Identified by DID document (did:web)",
         "known_verifier": "Listed in the wallet's register of known recipients.",
         "unknown_verifier": "WARNING: The recipient is not in the wallet's register. Only share "
         "if you know who it is and trust them.",
@@ -152,5 +154,59 @@ CONSENT_TEXT: dict[str, dict[str, str]] = {
         "withdraw consents first if you want them to delete.",
         "confirm_delete": "Type DELETE to confirm",
         "deleted": "The account was deleted.",
+    },
+}
+
+#: "Get a credential" (wallet-initiated issuance, wallet/issuer_pages.py).
+GET_TEXT: dict[str, dict[str, str]] = {
+    "sv": {
+        "get_credential": "Hämta intyg",
+        "get_intro": "Välj ett intyg. Du loggar in med e-legitimation hos utfärdaren; sedan "
+        "kommer intyget hit till plånboken.",
+        "get_button": "Hämta",
+        "get_login_at": "Du loggar in hos",
+        "get_going_to": "Du skickas vidare för att logga in med e-legitimation hos",
+        "get_continue": "Fortsätt till inloggningen",
+        "get_no_issuers": "Inga utfärdare är inställda i den här plånboken.",
+        "get_unavailable": "Utfärdaren går inte att använda just nu.",
+        "get_nothing": "Utfärdaren erbjuder inga intyg som plånboken kan ta emot.",
+        "get_failed": "Intyget kunde inte hämtas",
+        "get_nothing_fetched": "Inget hämtades.",
+        "get_login_again": "Du är inte inloggad i plånboken längre. Logga in och börja om från "
+        "Hämta intyg.",
+        "auth_access_denied": "Utfärdaren lämnade inte ut något intyg: du avbröt, eller så "
+        "finns det inget intyg att hämta för dig.",
+        "auth_unavailable": "Utfärdaren kunde inte svara just nu. Försök igen senare.",
+        "auth_refused": "Utfärdaren avvisade begäran",
+        "auth_unknown_state": "Svaret hör inte till någon pågående hämtning av dig (det är "
+        "redan använt, för gammalt eller kommer från en annan inloggning). Börja om från "
+        "Hämta intyg.",
+        "auth_wrong_issuer": "Svaret kom från en annan server än utfärdaren.",
+        "auth_malformed": "Svaret från utfärdaren var felaktigt.",
+    },
+    "en": {
+        "get_credential": "Get a credential",
+        "get_intro": "Choose a credential. You log in with eID at the issuer; the credential "
+        "then comes here to your wallet.",
+        "get_button": "Get",
+        "get_login_at": "You log in at",
+        "get_going_to": "You are sent on to log in with eID at",
+        "get_continue": "Continue to the login",
+        "get_no_issuers": "No issuers are set up in this wallet.",
+        "get_unavailable": "The issuer cannot be used right now.",
+        "get_nothing": "The issuer offers no credentials this wallet can hold.",
+        "get_failed": "The credential could not be fetched",
+        "get_nothing_fetched": "Nothing was fetched.",
+        "get_login_again": "You are no longer logged in to the wallet. Log in and start again "
+        "from Get a credential.",
+        "auth_access_denied": "The issuer gave no credential: you cancelled, or there is "
+        "nothing to issue for you.",
+        "auth_unavailable": "The issuer could not answer right now. Try again later.",
+        "auth_refused": "The issuer refused the request",
+        "auth_unknown_state": "The answer does not belong to a fetch of yours in progress (it "
+        "was used already, is too old or comes from another login). Start again from Get a "
+        "credential.",
+        "auth_wrong_issuer": "The answer came from another server than the issuer.",
+        "auth_malformed": "The answer from the issuer was malformed.",
     },
 }

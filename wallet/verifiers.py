@@ -13,7 +13,10 @@ The registry file (``INTYG_WALLET_VERIFIER_REGISTRY_FILE``, JSON) lists known ve
 It is loaded into ``known_verifiers`` on start (one row per ``match`` key, so a verifier is
 found by its full client id, by a SAN DNS name of its validated certificate, or by the
 certificate's subject: the x509_hash changes when the certificate is renewed, the name in a
-certificate that chains to our trust anchors does not). A request from a verifier that is
+certificate that chains to our trust anchors does not). A did:web verifier
+(``decentralized_identifier`` prefix, wallet/dids.py) is found by its full client id or by
+its DID (``"did:web:verifier.example"``); it is identified by the DID document fetched from
+its host. A request from a verifier that is
 not in the registry gets a strong warning; a request for a credential type or a claim the
 verifier did not register a need for is flagged.
 """
@@ -23,12 +26,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 
 from intyg import dcql, oid4vp, strict_json
 from intyg.web import db
 
+from . import dids
 from .app import WalletContext
 from .models import KnownVerifier
 
@@ -58,6 +63,9 @@ class VerifierIdentity:
     san_dns: tuple[str, ...] = ()
     san_uri: tuple[str, ...] = ()
     trust_anchor: str | None = None
+    #: ``decentralized_identifier``: the DID and where its document was fetched from.
+    did: str | None = None
+    did_document_url: str | None = None
     #: Registry entry (None: unknown verifier).
     name: Mapping[str, str] | None = None
     organisation_number: str | None = None
@@ -73,7 +81,14 @@ class VerifierIdentity:
             return self.name.get(language) or self.name.get("sv") or next(iter(self.name.values()))
         if self.san_dns:
             return self.san_dns[0]
+        if self.did_document_url:
+            return urlsplit(self.did_document_url).netloc
         return self.certificate_subject or self.client_id
+
+    @property
+    def authenticated_by(self) -> str:
+        """How the request's signer was identified, for the consent screen."""
+        return self.certificate_subject or self.did or self.client_id
 
     def to_json(self) -> dict[str, Any]:
         """The controller part of a consent record (ISO/IEC TS 27560 "controller")."""
@@ -87,6 +102,7 @@ class VerifierIdentity:
                 "san_dns": list(self.san_dns),
                 "san_uri": list(self.san_uri),
                 "trust_anchor": self.trust_anchor,
+                **({"did": self.did, "did_document": self.did_document_url} if self.did else {}),
                 "registry_match": self.registry_key,
             },
         }
@@ -151,6 +167,8 @@ def _match_keys(request: oid4vp.AuthorizationRequest) -> list[str]:
     if chain is not None:
         keys.extend(f"san_dns:{name.lower()}" for name in chain.san_dns)
         keys.append(f"subject:{chain.subject}")
+    if request.client_id_prefix == oid4vp.PREFIX_DID:
+        keys.append(request.original_client_id)
     return keys
 
 
@@ -166,6 +184,9 @@ def identify(ctx: WalletContext, request: oid4vp.AuthorizationRequest) -> Verifi
             )
         }
     found = next((rows[key] for key in keys if key in rows), None)
+    did_value = None
+    if request.client_id_prefix == oid4vp.PREFIX_DID:
+        did_value = request.original_client_id
     return VerifierIdentity(
         client_id=request.client_id,
         prefix=request.client_id_prefix,
@@ -173,6 +194,8 @@ def identify(ctx: WalletContext, request: oid4vp.AuthorizationRequest) -> Verifi
         san_dns=chain.san_dns if chain else (),
         san_uri=chain.san_uri if chain else (),
         trust_anchor=chain.trust_anchor.subject.rfc4514_string() if chain else None,
+        did=did_value,
+        did_document_url=dids.document_url(ctx, did_value) if did_value else None,
         name=found.name if found else None,
         organisation_number=found.organisation_number if found else None,
         registry_key=found.client_id if found else None,

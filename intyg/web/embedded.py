@@ -19,8 +19,19 @@ Wiring, in start order (each service waits for the previous one's ``/readyz``):
    the development employer.
 
 First start only: per-service master keys, the secrets of ``dev-secrets.json`` (eID clients,
-back-office and employer API clients; read by ``intyg demo``) and the sample records of the
-eID test persons (through the issuers' back-office API). Later starts reuse all of it.
+back-office and employer API clients, the employer page's ``dev-user``; read by ``intyg demo``)
+and the sample records of the eID test persons (through the issuers' back-office API). Later
+starts reuse all of it.
+
+On PostgreSQL (``INTYG_UP_POSTGRES_URL=postgresql://user@host:port/NAME``) the issuers, the
+verifier and the wallet keep their records in the databases ``NAME_issuer_af``,
+``NAME_issuer_myh``, ``NAME_verifier`` and ``NAME_wallet`` (created when missing) instead of
+SQLite files; keys, secrets and the eID's codes stay in the data folder, which belongs with
+those databases.
+
+The container deployment (docker-compose.yml, docs/deployment.md) reuses the same wiring:
+:func:`container_secrets` makes its secret files, :func:`dev_setup` (``intyg dev-setup``) is
+its development wiring.
 """
 
 from __future__ import annotations
@@ -28,10 +39,10 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import secrets
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -42,10 +53,15 @@ from pathlib import Path
 from typing import IO, Any
 
 import httpx
+import sqlalchemy as sa
+from pydantic import SecretStr
+from pydantic_settings import SettingsConfigDict
 
 from intyg import jose, oid4vp, x509
 from intyg.schemas import QUALIFICATION_ATTESTATION_VCT, REGISTRATION_CERTIFICATE_VCT
+from intyg.web import db
 from intyg.web.crypto_store import generate_master_key
+from intyg.web.settings import SecretFileSettings
 
 __all__ = [
     "DEFAULT_PORTS",
@@ -79,6 +95,14 @@ STOP_TIMEOUT_SECONDS = 10.0
 LOG_TAIL_LINES = 25
 SECRETS_FILE = "dev-secrets.json"
 SAMPLE_DATA_STAMP = "sample-data.loaded"
+#: ``intyg up`` on PostgreSQL: the server, and the prefix of the databases (its path).
+POSTGRES_URL_VARIABLE = "INTYG_UP_POSTGRES_URL"
+#: Unquoted PostgreSQL identifiers only, short enough for ``_issuer_myh`` (63 bytes at most).
+DATABASE_PREFIX = re.compile(r"[a-z_][a-z0-9_]{0,50}")
+#: Databases to connect to for ``CREATE DATABASE`` when the prefix itself is no database.
+MAINTENANCE_DATABASES = ("postgres", "template1")
+#: The services with a database; the development eID keeps its codes in an SQLite file.
+DATABASE_SERVICES = ("issuer-af", "issuer-myh", "verifier", "wallet")
 #: A MYH qualification of the sample catalogue at EQF level 5 (journey B asks for >= 5).
 SAMPLE_QUALIFICATIONS = {
     "software": "3f0c8b2e-6d1a-4c57-9e2b-8a4d7c1e5f90",
@@ -119,9 +143,30 @@ class Layout:
 
     data_dir: Path
     ports: Mapping[str, int]
+    #: ``postgresql://user@host:port/NAME``: databases ``NAME_<service>``; None: SQLite files.
+    postgres_url: str | None = None
 
     def url(self, name: str) -> str:
         return f"http://{HOST}:{self.ports[name]}"
+
+    def database_name(self, name: str) -> str:
+        """``issuer-af`` -> ``NAME_issuer_af`` (PostgreSQL only)."""
+        return f"{postgres_prefix(self.postgres_url or '')}_{name.replace('-', '_')}"
+
+    def database_url(self, name: str) -> str:
+        """Where a service keeps its records: its PostgreSQL database or its SQLite file."""
+        if self.postgres_url is None:
+            return f"sqlite:///{self.folder(name) / (name.split('-')[0] + '.sqlite3')}"
+        url = db.normalise_url(self.postgres_url).set(database=self.database_name(name))
+        return url.render_as_string(hide_password=False)
+
+    @property
+    def sample_data_stamp(self) -> Path:
+        """Sample records are loaded once per set of databases."""
+        if self.postgres_url is None:
+            return self.data_dir / SAMPLE_DATA_STAMP
+        prefix = postgres_prefix(self.postgres_url)
+        return self.data_dir / f"sample-data.postgres-{prefix}.loaded"
 
     def folder(self, name: str) -> Path:
         return self.data_dir / name
@@ -136,6 +181,63 @@ class Layout:
 
     def log_file(self, name: str) -> Path:
         return self.logs_dir / f"{name}.log"
+
+
+# -- PostgreSQL databases -----------------------------------------------------------------------
+
+
+def postgres_prefix(postgres_url: str) -> str:
+    """The database prefix: the path of ``INTYG_UP_POSTGRES_URL`` (``.../intyg`` -> ``intyg``)."""
+    try:
+        url = db.normalise_url(postgres_url)
+    except (ValueError, sa.exc.ArgumentError):
+        url = None
+    if url is None or url.get_backend_name() != "postgresql":
+        raise EmbeddedError(f"{POSTGRES_URL_VARIABLE} must be a postgresql:// URL")
+    prefix = url.database or ""
+    if not DATABASE_PREFIX.fullmatch(prefix):
+        raise EmbeddedError(
+            f"{POSTGRES_URL_VARIABLE} must end with a database name prefix such as /intyg "
+            "(lower-case letters, digits and _)"
+        )
+    return prefix
+
+
+def _maintenance_connection(postgres_url: str) -> sa.Connection:
+    """An autocommit connection to the server: the named database, else ``postgres``."""
+    url = db.normalise_url(postgres_url)
+    failure: BaseException | None = None
+    for database in (url.database, *MAINTENANCE_DATABASES):
+        engine = sa.create_engine(
+            url.set(database=database), isolation_level="AUTOCOMMIT", poolclass=sa.NullPool
+        )
+        try:
+            return engine.connect()
+        except sa.exc.OperationalError as exc:
+            failure = exc.orig
+    raise EmbeddedError(f"cannot reach the PostgreSQL server of {POSTGRES_URL_VARIABLE}: {failure}")
+
+
+def ensure_databases(layout: Layout) -> list[str]:
+    """Create the services' databases that do not exist yet; -> the names created."""
+    if layout.postgres_url is None:
+        return []
+    postgres_prefix(layout.postgres_url)  # a bad URL is refused before any connection
+    created = []
+    with _maintenance_connection(layout.postgres_url) as connection:
+        for name in DATABASE_SERVICES:
+            database = layout.database_name(name)
+            exists = connection.execute(
+                sa.text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": database}
+            ).first()
+            if exists is not None:
+                continue
+            try:  # the name matched DATABASE_PREFIX: a plain identifier, nothing to escape
+                connection.execute(sa.text(f'CREATE DATABASE "{database}"'))
+            except sa.exc.SQLAlchemyError as exc:
+                raise EmbeddedError(f"cannot create the database {database}: {exc.orig}") from None
+            created.append(database)
+    return created
 
 
 # -- files written once ----------------------------------------------------------------------
@@ -168,6 +270,20 @@ def _token() -> str:
     return secrets.token_urlsafe(32)
 
 
+def new_dev_secrets() -> dict[str, Any]:
+    """Fresh development secrets (the content of ``dev-secrets.json``, read by ``intyg demo``)."""
+    return {
+        "eid_clients": {name: _token() for name in ("issuer-af", "issuer-myh", "wallet")},
+        "backoffice": {
+            "client_id": "dev-backoffice",
+            "issuer-af": _token(),
+            "issuer-myh": _token(),
+        },
+        "employer_api": {"client_id": "dev-employer", "secret": _token()},
+        "employer_page": {"username": "dev-user", "password": _token()},
+    }
+
+
 def ensure_files(layout: Layout) -> dict[str, Any]:
     """Folders, master keys, the eID signing key and ``dev-secrets.json``; -> the secrets."""
     layout.data_dir.mkdir(parents=True, exist_ok=True)
@@ -180,16 +296,13 @@ def ensure_files(layout: Layout) -> dict[str, Any]:
         layout.folder("eid") / "signing-key.jwk",
         lambda: json.dumps(jose.generate_key("ES256").private_jwk()) + "\n",
     )
-    made = {
-        "eid_clients": {name: _token() for name in ("issuer-af", "issuer-myh", "wallet")},
-        "backoffice": {
-            "client_id": "dev-backoffice",
-            "issuer-af": _token(),
-            "issuer-myh": _token(),
-        },
-        "employer_api": {"client_id": "dev-employer", "secret": _token()},
-    }
-    return json.loads(_once(layout.data_dir / SECRETS_FILE, lambda: json.dumps(made, indent=2)))
+    made = new_dev_secrets()
+    path = layout.data_dir / SECRETS_FILE
+    secrets_ = json.loads(_once(path, lambda: json.dumps(made, indent=2)))
+    if "employer_page" not in secrets_:  # a data folder from before the employer page login
+        secrets_["employer_page"] = made["employer_page"]
+        _write_private(path, json.dumps(secrets_, indent=2))
+    return dict(secrets_)
 
 
 # -- environment per service ------------------------------------------------------------------
@@ -206,6 +319,19 @@ def _eid_config(layout: Layout, secrets_: Mapping[str, Any], client: str) -> str
     )
 
 
+def eid_clients(layout: Layout, secrets_: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The development eID's registered clients, with their exact redirect URIs."""
+    return [
+        {
+            "client_id": client,
+            "client_secret": secret,
+            "redirect_uris": [layout.url(client) + "/login/callback"]
+            + ([layout.url(client) + "/authorize/callback"] if client != "wallet" else []),
+        }
+        for client, secret in secrets_["eid_clients"].items()
+    ]
+
+
 def _common(layout: Layout, service: Service) -> dict[str, str]:
     p = service.env_prefix
     env = {
@@ -215,6 +341,8 @@ def _common(layout: Layout, service: Service) -> dict[str, str]:
     }
     if service.name != "eid":
         env[f"{p}MASTER_KEY_FILE"] = str(layout.folder(service.name) / "master.key")
+    if service.name in DATABASE_SERVICES and layout.postgres_url is not None:
+        env[f"{p}DATABASE_URL"] = layout.database_url(service.name)
     return env
 
 
@@ -225,16 +353,7 @@ def service_environment(
     env = _common(layout, service)
     p = service.env_prefix
     if service.name == "eid":
-        clients = [
-            {
-                "client_id": client,
-                "client_secret": secret,
-                "redirect_uris": [layout.url(client) + "/login/callback"]
-                + ([layout.url(client) + "/authorize/callback"] if client != "wallet" else []),
-            }
-            for client, secret in secrets_["eid_clients"].items()
-        ]
-        env[f"{p}CLIENTS"] = json.dumps(clients)
+        env[f"{p}CLIENTS"] = json.dumps(eid_clients(layout, secrets_))
         env[f"{p}STORE_PATH"] = str(layout.folder("eid") / "eid.sqlite3")
         env[f"{p}SIGNING_KEY_JWK"] = (layout.folder("eid") / "signing-key.jwk").read_text().strip()
     elif service.name.startswith("issuer-"):
@@ -247,6 +366,7 @@ def service_environment(
     elif service.name == "verifier":
         env[f"{p}DEV_TRUST_ANCHOR_DIR"] = str(layout.trust_dir)
         env[f"{p}DEV_API_CLIENT_SECRET"] = secrets_["employer_api"]["secret"]
+        env[f"{p}DEV_PAGE_USER_PASSWORD"] = secrets_["employer_page"]["password"]
     elif service.name == "wallet":
         env[f"{p}EID"] = _eid_config(layout, secrets_, "wallet")
         env[f"{p}ISSUER_TRUST_ANCHORS"] = json.dumps(
@@ -256,6 +376,10 @@ def service_environment(
             [str(layout.trust_dir / "verifier-dev-ca.pem")]
         )
         env[f"{p}VERIFIER_REGISTRY_FILE"] = str(layout.folder("wallet") / "verifier-registry.json")
+        # "Hämta intyg": wallet-initiated issuance from both issuers (docs/wallet.md).
+        env[f"{p}CREDENTIAL_ISSUERS"] = json.dumps(
+            [layout.url(f"issuer-{agency}") for agency in ("af", "myh")]
+        )
     return env
 
 
@@ -381,18 +505,32 @@ class Supervisor:
 # -- wiring after start -----------------------------------------------------------------------
 
 
-def _read_sqlite_pem(database: Path, where: str) -> str | None:
-    """A certificate column from a service's SQLite file, opened read-only."""
-    if not database.exists():
-        return None
-    connection = sqlite3.connect(f"file:{database}?mode=ro", uri=True)
+#: The columns of the services' ``signing_keys`` tables that the wiring reads.
+SIGNING_KEYS = sa.table(
+    "signing_keys",
+    sa.column("certificate_chain_pem", sa.Text),
+    sa.column("purpose", sa.String),
+    sa.column("active", sa.Boolean),
+)
+
+
+def _read_pem(database_url: str, purpose: str, active_only: bool = False) -> str | None:
+    """A public certificate chain from a service's database (SQLite opened read-only)."""
+    url = db.normalise_url(database_url)
+    if url.get_backend_name() == "sqlite":
+        if not Path(url.database or "").exists():
+            return None
+        url = url.set(database=f"file:{url.database}?mode=ro", query={"uri": "true"})
+    query = sa.select(SIGNING_KEYS.c.certificate_chain_pem).where(SIGNING_KEYS.c.purpose == purpose)
+    if active_only:
+        query = query.where(SIGNING_KEYS.c.active.is_(True))
+    engine = sa.create_engine(url, poolclass=sa.NullPool)
     try:
-        row = connection.execute(
-            f"SELECT certificate_chain_pem FROM signing_keys WHERE {where}"  # noqa: S608 - constant
-        ).fetchone()
+        with engine.connect() as connection:
+            pem = connection.execute(query).scalar()
     finally:
-        connection.close()
-    return None if row is None else str(row[0])
+        engine.dispose()
+    return None if pem is None else str(pem)
 
 
 def _fetch_pem(client: httpx.Client, url: str) -> str | None:
@@ -404,23 +542,21 @@ def _fetch_pem(client: httpx.Client, url: str) -> str | None:
     return text if response.status_code == 200 and "BEGIN CERTIFICATE" in text else None
 
 
-def issuer_dev_ca(layout: Layout, client: httpx.Client, name: str) -> str:
+def issuer_dev_ca(client: httpx.Client, base_url: str, database_url: str, title: str) -> str:
     """An issuer's development CA: ``GET /dev/trust-anchor.pem`` when the issuer serves it,
     else from its database (the certificate is public; the private key stays sealed)."""
-    pem = _fetch_pem(client, layout.url(name) + "/dev/trust-anchor.pem")
+    pem = _fetch_pem(client, base_url + "/dev/trust-anchor.pem")
     if pem is None:
-        database = layout.folder(name) / "issuer.sqlite3"
-        pem = _read_sqlite_pem(database, "purpose = 'dev_ca'")
+        pem = _read_pem(database_url, "dev_ca")
     if pem is None:
-        raise EmbeddedError(f"the {SERVICES_BY_NAME[name].title} has no development CA")
+        raise EmbeddedError(f"the {title} has no development CA")
     return pem
 
 
-def verifier_match_keys(layout: Layout) -> list[str]:
+def verifier_match_keys(database_url: str) -> list[str]:
     """How the wallet recognises the verifier: its client id and its certificate subject
     (the subject survives a renewed certificate, the ``x509_hash`` does not)."""
-    database = layout.folder("verifier") / "verifier.sqlite3"
-    pem = _read_sqlite_pem(database, "purpose = 'verifier' AND active = 1")
+    pem = _read_pem(database_url, "verifier", active_only=True)
     if pem is None:
         raise EmbeddedError("the verifier has no active request-signing certificate")
     leaf = x509.certs_from_pem(pem.encode())[0]
@@ -475,14 +611,38 @@ def backoffice_token(client: httpx.Client, base: str, secret: str) -> str:
     return str(response.json()["access_token"])
 
 
-def load_sample_records(layout: Layout, secrets_: Mapping[str, Any]) -> bool:
-    """Once per data folder: registrations (AF) and awards (MYH) for eID test persons."""
-    stamp = layout.data_dir / SAMPLE_DATA_STAMP
+def wire_issuers(
+    client: httpx.Client, trust_dir: Path, issuers: Mapping[str, tuple[str, str]]
+) -> None:
+    """``trust_dir/<agency>-dev-ca.pem`` for each ``name -> (base URL, database URL)``."""
+    for name, (base_url, database_url) in issuers.items():
+        title = SERVICES_BY_NAME[name].title
+        pem = issuer_dev_ca(client, base_url, database_url, title)
+        _write_if_changed(trust_dir / f"{name.removeprefix('issuer-')}-dev-ca.pem", pem)
+
+
+def wire_verifier(
+    client: httpx.Client, trust_dir: Path, registry_file: Path, base_url: str, database_url: str
+) -> None:
+    """``trust_dir/verifier-dev-ca.pem`` and the wallet's registry naming the dev employer."""
+    pem = _fetch_pem(client, base_url + "/dev/trust-anchor.pem")
+    if pem is None:
+        raise EmbeddedError("the verifier does not serve /dev/trust-anchor.pem")
+    _write_if_changed(trust_dir / "verifier-dev-ca.pem", pem)
+    registry = verifier_registry(verifier_match_keys(database_url))
+    _write_if_changed(registry_file, json.dumps(registry, indent=2) + "\n")
+
+
+def load_sample_records(
+    stamp: Path, issuer_af: tuple[str, str], issuer_myh: tuple[str, str]
+) -> bool:
+    """Once per ``stamp``: registrations (AF) and awards (MYH) for eID test persons, through
+    the back-office API; each issuer is ``(base URL, dev-backoffice client secret)``."""
     if stamp.exists():
         return False
     with httpx.Client(timeout=10.0) as client:
-        af = layout.url("issuer-af")
-        token = backoffice_token(client, af, secrets_["backoffice"]["issuer-af"])
+        af, secret = issuer_af
+        token = backoffice_token(client, af, secret)
         for number, given, family, since in SAMPLE_REGISTRATIONS:
             body = {
                 "personal_identity_number": number, "given_name": given, "family_name": family,
@@ -494,8 +654,8 @@ def load_sample_records(layout: Layout, secrets_: Mapping[str, Any]) -> bool:
                 af + "/backoffice/v1/registrations", json=body, headers=_bearer(token)
             )
             _check(response, "an AF sample registration")
-        myh = layout.url("issuer-myh")
-        token = backoffice_token(client, myh, secrets_["backoffice"]["issuer-myh"])
+        myh, secret = issuer_myh
+        token = backoffice_token(client, myh, secret)
         for number, given, family, qualification, awarded in SAMPLE_AWARDS:
             body = {
                 "personal_identity_number": number, "given_name": given, "family_name": family,
@@ -514,6 +674,98 @@ def _bearer(token: str) -> dict[str, str]:
 def _check(response: httpx.Response, what: str) -> None:
     if response.status_code >= 300:
         raise EmbeddedError(f"loading {what} failed: HTTP {response.status_code} {response.text}")
+
+
+# -- the container deployment (docker-compose.yml, docs/deployment.md) -----------------------------
+
+#: The development wiring of docker-compose.yml shares this folder between its one-shot
+#: ``dev-setup`` steps and the services (a volume).
+CONTAINER_TRUST_DIR = Path("/var/lib/intyg/trust")
+
+
+def container_secrets(database_host: str = "127.0.0.1:5432") -> dict[str, str]:
+    """Fresh Docker secrets for docker-compose.yml: file name -> content.
+
+    One PostgreSQL role and database per service (``intyg_issuer_af`` ...; the passwords are
+    URL-safe, deploy/postgres/init-databases.sh reads them from the same URLs), a master key
+    per service, the eID client configurations of the relying parties and the development
+    eID's side of them, the development back-office / employer secrets, and
+    ``dev-secrets.json`` with the same values for ``intyg demo --data-dir``.
+    """
+    layout = Layout(Path("/var/lib/intyg"), DEFAULT_PORTS)
+    made = new_dev_secrets()
+    files = {
+        "postgres-password": _token(),
+        "eid-clients": json.dumps(eid_clients(layout, made), indent=2),
+        "eid-signing-key": json.dumps(jose.generate_key("ES256").private_jwk()),
+        SECRETS_FILE: json.dumps(made, indent=2),
+        "verifier-api-client-secret": made["employer_api"]["secret"],
+        "verifier-page-user-password": made["employer_page"]["password"],
+    }
+    for name in DATABASE_SERVICES:
+        role = f"intyg_{name.replace('-', '_')}"
+        files[f"{name}-database-url"] = f"postgresql://{role}:{_token()}@{database_host}/{role}"
+        files[f"{name}-master-key"] = generate_master_key()
+    for name in ("issuer-af", "issuer-myh", "wallet"):
+        files[f"{name}-eid"] = _eid_config(layout, made, name)
+    for name in ("issuer-af", "issuer-myh"):
+        files[f"{name}-backoffice-secret"] = made["backoffice"][name]
+    return {name: text + "\n" for name, text in sorted(files.items())}
+
+
+class DevSetupSettings(SecretFileSettings):
+    """``intyg dev-setup`` (``INTYG_SETUP_*``): where the services answer and keep their
+    records, and the development back-office secrets (``*_FILE`` for every secret)."""
+
+    model_config = SettingsConfigDict(env_prefix="INTYG_SETUP_")
+
+    af_url: str = "http://127.0.0.1:8401"
+    myh_url: str = "http://127.0.0.1:8402"
+    verifier_url: str = "http://127.0.0.1:8404"
+    af_database_url: SecretStr | None = None
+    myh_database_url: SecretStr | None = None
+    verifier_database_url: SecretStr | None = None
+    af_backoffice_secret: SecretStr | None = None
+    myh_backoffice_secret: SecretStr | None = None
+    #: Development CAs, the wallet's verifier registry and the sample-records stamp.
+    trust_dir: Path = CONTAINER_TRUST_DIR
+
+    def required(self, name: str) -> str:
+        value = getattr(self, name)
+        if value is None:
+            raise EmbeddedError(f"INTYG_SETUP_{name.upper()} (or _FILE) is not set")
+        return str(value.get_secret_value())
+
+
+def dev_setup(step: str, settings: DevSetupSettings, echo: Callable[[str], None]) -> None:
+    """The development wiring of docker-compose.yml, in two one-shot steps (what ``intyg up``
+    does between starting services):
+
+    - ``issuers`` (after both issuers are ready, before the verifier starts): their
+      development CAs into ``trust_dir``; the eID test persons' sample records, once.
+    - ``verifier`` (after the verifier is ready, before the wallet starts): its development CA
+      and the wallet's verifier registry (``trust_dir/verifier-registry.json``).
+    """
+    trust = settings.trust_dir
+    with httpx.Client(timeout=10.0) as client:
+        if step == "issuers":
+            issuers = {
+                "issuer-af": (settings.af_url, settings.required("af_database_url")),
+                "issuer-myh": (settings.myh_url, settings.required("myh_database_url")),
+            }
+            wire_issuers(client, trust, issuers)
+            echo(f"issuer development CAs written to {trust}")
+            af = (settings.af_url, settings.required("af_backoffice_secret"))
+            myh = (settings.myh_url, settings.required("myh_backoffice_secret"))
+            if load_sample_records(trust / SAMPLE_DATA_STAMP, af, myh):
+                echo("sample records of the test persons loaded")
+        elif step == "verifier":
+            database_url = settings.required("verifier_database_url")
+            registry = trust / "verifier-registry.json"
+            wire_verifier(client, trust, registry, settings.verifier_url, database_url)
+            echo(f"verifier development CA and wallet registry written to {trust}")
+        else:
+            raise EmbeddedError(f"unknown dev-setup step {step!r}: issuers or verifier")
 
 
 # -- the whole run ------------------------------------------------------------------------------
@@ -538,23 +790,20 @@ def start_all(supervisor: Supervisor, layout: Layout, secrets_: Mapping[str, Any
     """Start in dependency order and wire each service to the ones before it."""
     _start(supervisor, layout, secrets_, "eid")
     _start(supervisor, layout, secrets_, "issuer-af", "issuer-myh")
+
+    def where(name: str) -> tuple[str, str]:
+        return layout.url(name), layout.database_url(name)
+
     with httpx.Client(timeout=5.0) as client:
-        for name in ("issuer-af", "issuer-myh"):
-            agency = name.removeprefix("issuer-")
-            _write_if_changed(
-                layout.trust_dir / f"{agency}-dev-ca.pem", issuer_dev_ca(layout, client, name)
-            )
+        wire_issuers(client, layout.trust_dir, {n: where(n) for n in ("issuer-af", "issuer-myh")})
         _start(supervisor, layout, secrets_, "verifier")
-        pem = _fetch_pem(client, layout.url("verifier") + "/dev/trust-anchor.pem")
-        if pem is None:
-            raise EmbeddedError("the verifier does not serve /dev/trust-anchor.pem")
-        _write_if_changed(layout.trust_dir / "verifier-dev-ca.pem", pem)
-    registry = verifier_registry(verifier_match_keys(layout))
-    _write_if_changed(
-        layout.folder("wallet") / "verifier-registry.json", json.dumps(registry, indent=2) + "\n"
-    )
+        registry_file = layout.folder("wallet") / "verifier-registry.json"
+        wire_verifier(client, layout.trust_dir, registry_file, *where("verifier"))
     _start(supervisor, layout, secrets_, "wallet")
-    if load_sample_records(layout, secrets_):
+    backoffice = secrets_["backoffice"]
+    af = (layout.url("issuer-af"), backoffice["issuer-af"])
+    myh = (layout.url("issuer-myh"), backoffice["issuer-myh"])
+    if load_sample_records(layout.sample_data_stamp, af, myh):
         supervisor.echo("  sample records of the test persons loaded (first start)")
 
 
@@ -580,6 +829,8 @@ def run(
     -> the exit code: 0 after a requested stop, 1 when something failed.
     """
     check_ports(layout)
+    for database in ensure_databases(layout):
+        echo(f"  PostgreSQL database {database} created")
     secrets_ = ensure_files(layout)
     supervisor = Supervisor(layout, echo)
     restore = _install_signal_handlers(supervisor.stop_requested)
@@ -596,7 +847,7 @@ def run(
                 echo("Stopping everything.")
                 code = 1
                 break
-    except (EmbeddedError, httpx.HTTPError, sqlite3.Error, OSError) as exc:
+    except (EmbeddedError, httpx.HTTPError, sa.exc.SQLAlchemyError, OSError) as exc:
         if not supervisor.stop_requested.is_set():
             echo(f"intyg up failed: {exc}")
             code = 1

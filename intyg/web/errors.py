@@ -21,6 +21,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from intyg.web.observability import current_request_id
+
 __all__ = [
     "BearerTokenError",
     "ProtocolError",
@@ -156,7 +158,9 @@ def error_response(
 
 
 def _request_id() -> str:
-    return secrets.token_hex(8)
+    # The id ObservabilityMiddleware gave the request, so the 500, its log record and the
+    # access line agree; a fresh one for apps without that middleware.
+    return current_request_id() or secrets.token_hex(8)
 
 
 async def _protocol_error(request: Request, exc: Exception) -> JSONResponse:

@@ -56,7 +56,7 @@ from starlette.responses import RedirectResponse, Response
 from intyg import jose, personnummer, strict_json
 from intyg.fetch import FetchResponse
 from intyg.personnummer import PersonalIdentityNumber
-from intyg.web import db
+from intyg.web import db, metrics
 from intyg.web.outbound import OutboundClient, OutboundError
 from intyg.web.sessions import (
     CookiePolicy,
@@ -649,12 +649,15 @@ class OidcRelyingParty:
         """Check state against this browser's cookie (once), exchange the code, validate the
         ID token and extract the identity. Raises :class:`OidcError`; returns only on success."""
         try:
-            return self._complete_login(params, login_cookie)
+            result = self._complete_login(params, login_cookie)
         except OidcError as exc:
             logger.warning(
                 "eID login refused (provider=%s, reason=%s)", self.config.name, exc.reason
             )
+            metrics.EID_LOGINS.labels(self.config.name, exc.reason).inc()
             raise
+        metrics.EID_LOGINS.labels(self.config.name, "completed").inc()
+        return result
 
     def _complete_login(self, params: Mapping[str, str], login_cookie: str | None) -> LoginResult:
         state = params.get("state")

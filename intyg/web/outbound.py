@@ -42,7 +42,7 @@ from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeoutError
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 import anyio
@@ -62,11 +62,17 @@ __all__ = [
     "OutboundPolicy",
     "check_address",
     "check_url",
+    "when_busy",
 ]
 
 #: Sent on every request: names no library or version (T123, VP "No Fingerprinting").
 DEFAULT_USER_AGENT = "intyg"
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+#: The longest ``Retry-After`` a caller waits for (:meth:`OutboundError.retry_after`).
+MAX_RETRY_AFTER_SECONDS = 5.0
+#: How often :func:`when_busy` asks again.
+BUSY_RETRIES = 3
+T = TypeVar("T")
 #: Error bodies are kept (bounded) so a caller can read e.g. an OAuth error response.
 MAX_ERROR_BODY_BYTES = 16 * 1024
 #: Headers a caller may not set: they would leak client data or defeat the guards.
@@ -118,6 +124,30 @@ class OutboundError(FetchError):
         self.reason = reason
         self.status_code = status_code
         self.response = response
+
+    def retry_after(self, max_seconds: float = MAX_RETRY_AFTER_SECONDS) -> float | None:
+        """Seconds to wait when the server answered 503 with a delay-seconds ``Retry-After``
+        of at most ``max_seconds`` (RFC 9110 §10.2.3): its "busy, nothing done, try again"."""
+        if self.status_code != 503 or self.response is None:
+            return None
+        value = str(self.response.headers.get("retry-after", "")).strip()
+        if not value.isdigit() or int(value) > max_seconds:
+            return None
+        return float(value)
+
+
+def when_busy(call: Callable[[], T], retries: int = BUSY_RETRIES) -> T:
+    """``call()``, and again after each 503 with a short ``Retry-After`` (at most ``retries``
+    times): the server was busy and did nothing, so the same request is still good."""
+    for _ in range(retries):
+        try:
+            return call()
+        except OutboundError as exc:
+            delay = exc.retry_after()
+            if delay is None:
+                raise
+            time.sleep(delay)
+    return call()
 
 
 @dataclass(frozen=True)
@@ -546,6 +576,12 @@ class _AsyncResponseStream(httpx.AsyncByteStream):
             await aclose()
 
 
+#: Idle pooled connections are dropped after this long: well under the keep-alive of common
+#: servers (uvicorn closes after 5 s), so a request does not go out on a connection the
+#: server is closing at that moment ("connection failed" under load, bench/load.py).
+KEEPALIVE_EXPIRY_SECONDS = 2.0
+
+
 class GuardedTransport(httpx.BaseTransport):
     """An httpx transport applying the address and URL policy on every request.
 
@@ -562,6 +598,7 @@ class GuardedTransport(httpx.BaseTransport):
                 ssl_context=context,
                 max_connections=policy.max_connections,
                 retries=0,
+                keepalive_expiry=KEEPALIVE_EXPIRY_SECONDS,
                 network_backend=_GuardedBackend(policy, loopback_only=scheme == b"http"),
             )
             for scheme in (b"https", b"http")
@@ -594,6 +631,7 @@ class AsyncGuardedTransport(httpx.AsyncBaseTransport):
                 ssl_context=context,
                 max_connections=policy.max_connections,
                 retries=0,
+                keepalive_expiry=KEEPALIVE_EXPIRY_SECONDS,
                 network_backend=_AsyncGuardedBackend(policy, loopback_only=scheme == b"http"),
             )
             for scheme in (b"https", b"http")

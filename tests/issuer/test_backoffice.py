@@ -134,7 +134,7 @@ def issue(client: TestClient, person_reference: str, record_id: int, fmt: str) -
     with db.session(ctx.engine) as unit:
         person = unit.scalars(sa.select(Person).where(Person.lookup_key == person_reference)).one()
         allocation = issuer_status.allocate(unit, ctx.settings, kind, ctx.clock())
-        row = record_issuance(
+        return record_issuance(
             unit,
             person_id=person.id,
             record_id=record_id,
@@ -146,7 +146,6 @@ def issue(client: TestClient, person_reference: str, record_id: int, fmt: str) -
             issued_at=ctx.clock(),
             expires_at=ctx.clock() + 3600,
         )
-        return row.id
 
 
 # -- authentication ------------------------------------------------------------------------

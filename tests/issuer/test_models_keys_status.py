@@ -56,7 +56,7 @@ def _issue(ctx: IssuerContext, kind: str, person_id: int, *, expires_in: int = 3
     now = ctx.clock()
     with db.session(ctx.engine) as unit:
         allocation = issuer_status.allocate(unit, ctx.settings, kind, now)
-        row = records.record_issuance(
+        return records.record_issuance(
             unit,
             person_id=person_id,
             record_id=None,
@@ -68,7 +68,6 @@ def _issue(ctx: IssuerContext, kind: str, person_id: int, *, expires_in: int = 3
             issued_at=now,
             expires_at=now + expires_in,
         )
-        return row.id
 
 
 def _issuance(ctx: IssuerContext, issuance_id: str) -> models.Issuance:

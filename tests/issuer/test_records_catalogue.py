@@ -162,7 +162,7 @@ def test_registration_subject_equals_the_schema_example(ctx: IssuerContext, name
             unit,
             ctx.person_vault(),
             "af",
-            person,
+            person.id,
             row.id,
             today=datetime.date.fromisoformat(example["issued_at"]),
         )
@@ -214,7 +214,7 @@ def test_registration_of_another_person_is_not_found(ctx: IssuerContext) -> None
         row = records.upsert_registration(unit, owner, _registration(example), ctx.clock())
         assert row.id is not None
         with pytest.raises(records.RecordError, match="no such registration"):
-            records.build_subject(unit, ctx.person_vault(), "af", other, row.id, today=TODAY)
+            records.build_subject(unit, ctx.person_vault(), "af", other.id, row.id, today=TODAY)
 
 
 # -- MYH catalogue -------------------------------------------------------------------------
@@ -305,7 +305,7 @@ def test_qualification_subject_equals_the_schema_example(ctx: IssuerContext, nam
         )
         assert award.id is not None
         subject = records.build_subject(
-            unit, ctx.person_vault(), "myh", person, award.id, today=TODAY
+            unit, ctx.person_vault(), "myh", person.id, award.id, today=TODAY
         )
     assert subject == example
 
@@ -481,7 +481,7 @@ def test_no_personal_number_in_audit_rows_or_logs(
             now=now,
         )
         allocation = issuer_status.allocate(unit, ctx.settings, issuer_status.TSL, now)
-        issuance = records.record_issuance(
+        issuance_id = records.record_issuance(
             unit,
             person_id=person.id,
             record_id=registration.id,
@@ -497,17 +497,17 @@ def test_no_personal_number_in_audit_rows_or_logs(
             unit,
             actor="wallet",
             action="credential.issue",
-            subject=audit.reference("issuance", issuance.id),
+            subject=audit.reference("issuance", issuance_id),
             now=now,
-            details={"configuration_id": issuance.configuration_id},
+            details={"configuration_id": "RegistrationCertificate_dc+sd-jwt"},
         )
     with db.session(ctx.engine) as unit:
-        issuer_status.set_status(unit, issuance.id, issuer_status.INVALID, now)
+        issuer_status.set_status(unit, issuance_id, issuer_status.INVALID, now)
         audit.record(
             unit,
             actor="backoffice:test",
             action="credential.revoke",
-            subject=audit.reference("issuance", issuance.id),
+            subject=audit.reference("issuance", issuance_id),
             now=now,
         )
     with pytest.raises(records.RecordError), db.session(ctx.engine) as unit:

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 READY_MARKER = "intyg is up"
@@ -51,12 +52,15 @@ def up_environment(data_dir: Path, ports: dict[str, int]) -> dict[str, str]:
 class Up:
     """A running ``intyg up``; ``output`` grows while it runs."""
 
-    def __init__(self, data_dir: Path, ports: dict[str, int]) -> None:
+    def __init__(
+        self, data_dir: Path, ports: dict[str, int], settings: Mapping[str, str] | None = None
+    ) -> None:
+        """``settings``: extra ``INTYG_<SERVICE>_*`` variables; the services inherit them."""
         self.ports = ports
         self.lines: list[str] = []
         self.process = subprocess.Popen(
             [*INTYG, "up"],
-            env=up_environment(data_dir, ports),
+            env={**up_environment(data_dir, ports), **(settings or {})},
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,

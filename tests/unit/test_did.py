@@ -370,6 +370,28 @@ def test_did_web_url_http_only_for_localhost_in_development() -> None:
     assert did.did_web_url("did:web:example.com", allow_http_localhost=True).startswith("https:")
 
 
+def test_did_web_url_loopback_ip_only_in_development() -> None:
+    # `intyg up` names services by 127.0.0.1 and a port: allowed, over http, in development.
+    assert (
+        did.did_web_url("did:web:127.0.0.1%3A8404", allow_http_localhost=True)
+        == "http://127.0.0.1:8404/.well-known/did.json"
+    )
+    assert (
+        did.did_web_url("did:web:127.0.0.2%3A81:verifier", allow_http_localhost=True)
+        == "http://127.0.0.2:81/verifier/did.json"
+    )
+    with pytest.raises(did.DIDError, match="must not use an IP address"):
+        did.did_web_url("did:web:127.0.0.1%3A8404")
+    for other in (
+        "did:web:10.0.0.1",
+        "did:web:192.168.1.1%3A80",
+        "did:web:127.1",
+        "did:web:2130706433",
+    ):
+        with pytest.raises(did.DIDError, match="must not use an IP address"):
+            did.did_web_url(other, allow_http_localhost=True)
+
+
 @pytest.mark.parametrize(
     ("did_web", "message"),
     [
@@ -620,3 +642,42 @@ def test_did_web_rejects_malformed_arrays(web_key: jose.Key) -> None:
         did.resolve_verification_key(
             DID_WEB + "#key-1", _fetch(_web_document(web_key, verificationMethod=[{"id": 1}]))
         )
+
+
+# -- verification_key: selection from a cached document ----------------------------------
+
+
+def test_verification_key_accepts_any_listed_relationship(web_key: jose.Key) -> None:
+    document = _web_document(web_key)
+    both = ("authentication", "assertionMethod")
+    key_1 = did.verification_key(document, DID_WEB + "#key-1", relationships=both)
+    key_2 = did.verification_key(document, DID_WEB + "#key-2", relationships=both)
+    assert key_1.thumbprint() == key_2.thumbprint() == web_key.thumbprint()
+    assert key_1.kid == DID_WEB + "#key-1"
+    with pytest.raises(did.DIDError, match="not listed under authentication"):
+        did.verification_key(document, DID_WEB + "#key-1", relationships=("authentication",))
+
+
+def test_verification_key_refuses_a_document_of_another_did(web_key: jose.Key) -> None:
+    with pytest.raises(did.DIDError, match="id does not match the DID"):
+        did.verification_key(_web_document(web_key), "did:web:evil.example#key-1")
+
+
+def test_verification_key_refuses_unknown_relationships(web_key: jose.Key) -> None:
+    for relationships in ((), ("keyAgreement",), ("authentication", "capabilityInvocation")):
+        with pytest.raises(did.DIDError, match="relationship"):
+            did.verification_key(
+                _web_document(web_key), DID_WEB + "#key-1", relationships=relationships
+            )
+
+
+def test_parse_did_web_document_is_the_fetch_step(web_key: jose.Key) -> None:
+    body = json.dumps(_web_document(web_key)).encode()
+    parsed = did.parse_did_web_document(DID_WEB, FetchResponse(body, "application/did+json"))
+    assert parsed["id"] == DID_WEB
+    with pytest.raises(did.DIDError, match="too large|exceeds|bytes"):
+        did.parse_did_web_document(
+            DID_WEB, FetchResponse(b" " * did.MAX_DID_DOCUMENT_BYTES + body, "application/json")
+        )
+    with pytest.raises(did.DIDError, match="media type"):
+        did.parse_did_web_document(DID_WEB, FetchResponse(body, "text/html"))

@@ -89,6 +89,20 @@ def test_round_trip_property(data: bytes) -> None:
     assert jwe.decrypt(jwe.encrypt(data, PUBLIC), [PRIVATE])[1] == data
 
 
+@pytest.mark.parametrize("enc", ["A128GCM", "A256GCM"])
+def test_jwcrypto_token_with_party_info_decrypts(enc: str) -> None:
+    """RFC 7518 §4.6.2: ``apu``/``apv`` enter the Concat KDF (made by another implementation)."""
+    party = {"apu": jose.b64url_encode(b"wallet"), "apv": jose.b64url_encode(b"nonce-123")}
+    token = jwcrypto_token({"alg": "ECDH-ES", "enc": enc, "kid": "k1", **party}, b'{"a":1}')
+    assert jwe.decrypt(token, [PRIVATE])[1] == b'{"a":1}'
+    header_segment, *rest = token.split(".")
+    header = json.loads(jose.b64url_decode(header_segment))
+    header["apv"] = jose.b64url_encode(b"nonce-124")  # other party info: another key
+    forged = ".".join([jose.b64url_encode(json.dumps(header).encode()), *rest])
+    with pytest.raises(JWEError, match="decryption failed"):
+        jwe.decrypt(forged, [PRIVATE])
+
+
 def test_new_encryption_key_shapes() -> None:
     private, public = jwe.new_encryption_key()
     assert public["use"] == "enc" and public["alg"] == "ECDH-ES" and public["kid"]

@@ -268,7 +268,7 @@ def _start_myh(stack: ExitStack, tmp_path: Path) -> tuple[IssuerContext, str]:
 
 
 def _start_verifier(
-    stack: ExitStack, tmp_path: Path, issuers: dict[str, IssuerContext]
+    stack: ExitStack, tmp_path: Path, issuers: dict[str, IssuerContext], **overrides: object
 ) -> tuple[VerifierContext, str, Path]:
     trust_dir = tmp_path / "verifier" / "trust"
     trust_dir.mkdir(parents=True)
@@ -284,6 +284,7 @@ def _start_verifier(
         dev_trust_anchor_dir=trust_dir,
         dev_api_client_secret=API_SECRET,
         status_cache_min_seconds=0,
+        **overrides,  # type: ignore[arg-type]
     )
     engine = db.create_engine(settings.sqlalchemy_url())
     stack.callback(engine.dispose)
@@ -297,9 +298,18 @@ def _start_verifier(
 
 
 @contextmanager
-def make_world(tmp_path: Path, database_url: str, *, with_myh: bool = False) -> Iterator[World]:
+def make_world(
+    tmp_path: Path,
+    database_url: str,
+    *,
+    with_myh: bool = False,
+    verifier_overrides: dict[str, object] | None = None,
+    registry_match: Callable[[VerifierContext], list[str]] | None = None,
+) -> Iterator[World]:
     """eID, AF issuer, wallet and the real verifier (and with ``with_myh`` the MYH issuer,
-    trusted by the wallet and by the verifier)."""
+    trusted by the wallet and by the verifier). ``verifier_overrides``: more verifier
+    settings (e.g. the ``decentralized_identifier`` prefix); ``registry_match``: the wallet
+    registry's match keys for the verifier (default its client id; empty: unknown)."""
     started: dict[str, object] = {}
     with ExitStack() as stack:
 
@@ -316,7 +326,10 @@ def make_world(tmp_path: Path, database_url: str, *, with_myh: bool = False) -> 
                     path.write_text(running.keys.trust_anchor_pem() or "")
                     anchors.append(path)
                 more["issuer_trust_anchors"] = tuple(anchors)
-            ctx, base, anchor = _start_verifier(stack, tmp_path, issuers)
+            ctx, base, anchor = _start_verifier(
+                stack, tmp_path, issuers, **(verifier_overrides or {})
+            )
+            match = registry_match(ctx) if registry_match else [ctx.keys.client_id]
             started.update(ctx=ctx, base=base)
             registry = tmp_path / "registry.json"
             registry.write_text(
@@ -324,7 +337,7 @@ def make_world(tmp_path: Path, database_url: str, *, with_myh: bool = False) -> 
                     {
                         "verifiers": [
                             {
-                                "match": [ctx.keys.client_id],
+                                "match": match,
                                 "name": {"sv": "Utvecklingsarbetsgivaren AB", "en": "Dev Employer"},
                                 "organisation_number": "556677-8899",
                                 "needs": [
