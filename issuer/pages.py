@@ -8,9 +8,11 @@ number. Every form carries the session's CSRF token. The number is shown masked
 (``19811218-****``) and never goes into a URL or a log.
 
 "Add to wallet" makes a short-lived (``page_offer_ttl``), single-use offer without a
-``tx_code`` (the person has just authenticated) and shows it three ways: a QR code for a
-wallet on another device, an ``openid-credential-offer://`` link for one on this device, and
-the same link as copyable text for a cloud wallet.
+``tx_code`` (the person has just authenticated) and shows it four ways: a QR code for a
+wallet on another device, an "Open in <wallet>" button for each known wallet (``wallets``:
+the offer at the wallet's ``credential_offer_endpoint``, which a web wallet needs, OpenID4VCI
+§4.1; :mod:`intyg.web.wallet_links`), an ``openid-credential-offer://`` link for any other
+wallet on this device, and that link as copyable text for a cloud wallet on another device.
 
 Routes: ``GET /`` · ``GET /login`` · ``GET /login/callback`` · ``POST /wallet-offer`` ·
 ``POST /logout`` · ``GET /static/issuer.css``.
@@ -43,6 +45,7 @@ from intyg.web.sessions import (
     SessionManager,
     derive_key,
 )
+from intyg.web.wallet_links import offer_links
 
 from . import audit, offers, records
 from .app import Context, IssuerContext
@@ -114,6 +117,8 @@ TEXT: Mapping[str, Mapping[str, str]] = {
         "scan": "Skanna QR-koden med plånboken i en annan enhet.",
         "qr_label": "QR-kod med erbjudandet",
         "same_device": "Öppna i plånboken på den här enheten",
+        "open_in": "Öppna i",
+        "other_wallet": "Öppna i en annan plånbok på den här enheten",
         "cloud": "Använder du en molnplånbok? Kopiera länken och klistra in den där.",
         "link_label": "Länk till erbjudandet",
         "expires": "Erbjudandet kan användas en gång och gäller till",
@@ -153,6 +158,8 @@ TEXT: Mapping[str, Mapping[str, str]] = {
         "scan": "Scan the QR code with the wallet on another device.",
         "qr_label": "QR code with the offer",
         "same_device": "Open in the wallet on this device",
+        "open_in": "Open in",
+        "other_wallet": "Open in another wallet on this device",
         "cloud": "Using a cloud wallet? Copy the link and paste it there.",
         "link_label": "Link to the offer",
         "expires": "The offer can be used once and is valid until",
@@ -493,6 +500,7 @@ async def wallet_offer(request: Request, ctx: Context) -> Response:
         "offer.html",
         qr=offers.qr_svg(offer.link, title=TEXT[language]["qr_label"]),
         link=offer.link,
+        wallets=offer_links(ctx.settings.wallets, offer.offer_uri, language),
         expires=_timestamp(offer.expires_at),
     )
 

@@ -22,6 +22,7 @@ from pydantic_settings import SettingsConfigDict
 
 from intyg.web.oidc import OidcConfig
 from intyg.web.settings import ServiceSettings
+from intyg.web.wallet_links import KnownWallet, check_known_wallets
 
 __all__ = ["IssuerSettings"]
 
@@ -93,6 +94,10 @@ class IssuerSettings(ServiceSettings):
     # -- wallets ---------------------------------------------------------------------------
     #: PEM files with trust anchors of wallet providers (HAIP wallet attestation).
     trusted_wallet_providers: tuple[Path, ...] = ()
+    #: Wallets the person's page offers an "Open in <wallet>" button for (JSON list of
+    #: ``{"name": {"sv", "en"}, "credential_offer_endpoint"}``, OpenID4VCI §4.1); https
+    #: outside development. The ``openid-credential-offer://`` link stays for other wallets.
+    wallets: tuple[KnownWallet, ...] = ()
 
     # -- person's page (issuer/pages.py) ---------------------------------------------------
     #: The eID provider people log in with (``INTYG_ISSUER_EID`` as JSON, docs/eid.md);
@@ -120,6 +125,11 @@ class IssuerSettings(ServiceSettings):
     def _key_files_together(self) -> IssuerSettings:
         if (self.signing_key_file is None) != (self.signing_cert_chain_file is None):
             raise ValueError("signing_key_file and signing_cert_chain_file go together")
+        return self
+
+    @model_validator(mode="after")
+    def _wallet_endpoints(self) -> IssuerSettings:
+        check_known_wallets(self.wallets, development=self.is_development)
         return self
 
     @property

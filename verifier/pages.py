@@ -16,7 +16,10 @@ status and the redemption of a same-device ``response_code`` are refused to any 
 session — another browser that got hold of the redirect URL (session fixation) sees nothing.
 
 Same-device flow: "Use the wallet on this device" makes a transaction whose
-``same_device_redirect`` is ``<base>/return``; the wallet sends the browser to
+``same_device_redirect`` is ``<base>/return``; its page opens the wallet with an "Open in
+<wallet>" button per known wallet (``wallets``: the request at the wallet's authorization
+endpoint, which a web wallet needs; :mod:`intyg.web.wallet_links`) or the ``openid4vp://`` link
+(any other wallet). The wallet sends the browser to
 ``/return#response_code=...``; the fragment never reaches the server, so the page's script
 posts it (with the CSRF token) to ``POST /return``, which redeems it
 (:func:`verifier.transactions.redeem_response_code`) and shows the result.
@@ -56,6 +59,7 @@ from intyg.web.sessions import (
     SessionError,
     SessionManager,
 )
+from intyg.web.wallet_links import request_links
 
 from . import audit, pipeline, templates, transactions
 from .app import Context, VerifierContext
@@ -124,6 +128,8 @@ TEXT: Mapping[str, Mapping[str, str]] = {
         "link_label": "Länk till förfrågan",
         "same_device": "Använd plånboken på den här enheten",
         "open_wallet": "Öppna plånboken",
+        "open_in": "Öppna i",
+        "other_wallet": "Öppna en annan plånbok",
         "same_device_intro": "Öppna plånboken på den här enheten. När personen har svarat "
         "kommer du tillbaka hit.",
         "waiting": "Väntar på svar …",
@@ -179,6 +185,8 @@ TEXT: Mapping[str, Mapping[str, str]] = {
         "link_label": "Link to the request",
         "same_device": "Use the wallet on this device",
         "open_wallet": "Open the wallet",
+        "open_in": "Open in",
+        "other_wallet": "Open another wallet",
         "same_device_intro": "Open the wallet on this device. When the person has answered "
         "you come back here.",
         "waiting": "Waiting for the answer …",
@@ -474,6 +482,19 @@ def _render(
     return response
 
 
+def _to_login(request: Request, ctx: VerifierContext) -> Response:
+    """To the login page, keeping a ``?lang=`` choice (in the URL and the cookie)."""
+    language, asked = _language(request, ctx)
+    response = RedirectResponse(
+        f"/login?lang={language}" if asked else "/login",
+        status_code=303,
+        headers={"Cache-Control": "no-store"},
+    )
+    if asked:
+        _language_cookie(ctx).set(response, language)
+    return response
+
+
 def _error(request: Request, ctx: VerifierContext, status: int, key: str) -> HTMLResponse:
     language, _ = _language(request, ctx)
     return _render(request, ctx, "error.html", status, message=TEXT[language][key])
@@ -632,7 +653,7 @@ def home(request: Request, ctx: Context) -> Response:
     """The employer's start page: choose what to ask for."""
     session = _user(request, ctx)
     if session is None:
-        return RedirectResponse("/login", status_code=303, headers={"Cache-Control": "no-store"})
+        return _to_login(request, ctx)
     language, _ = _language(request, ctx)
     return _render(
         request,
@@ -770,6 +791,17 @@ def _page(request: Request, ctx: VerifierContext, session: BrowserSession, tid: 
         template = transaction.template
     shown = _outcome(view, language)
     created = transactions.created_view(ctx, transaction) if not shown["done"] else None
+    wallets = (
+        request_links(
+            ctx.settings.wallets,
+            created["client_id"],
+            created["request_uri"],
+            language,
+            ctx.settings.request_uri_method,
+        )
+        if created and same_device
+        else []
+    )
     return {
         "tid": tid,
         "journey": template,
@@ -778,6 +810,7 @@ def _page(request: Request, ctx: VerifierContext, session: BrowserSession, tid: 
         "same_device": same_device,
         "qr": created["qr_svg"] if created else None,
         "link": created["same_device_link"] if created else None,
+        "wallets": wallets,
         "expires": _timestamp(view["expires_at"]),
         "outcome": shown,
     }
@@ -788,7 +821,7 @@ async def show_request(tid: str, request: Request, ctx: Context) -> Response:
     """The QR code and link while pending; the result once it arrives."""
     session = _user(request, ctx)
     if session is None:
-        return RedirectResponse("/login", status_code=303, headers={"Cache-Control": "no-store"})
+        return _to_login(request, ctx)
     page = await run_in_threadpool(_page, request, ctx, session, tid)
     if page is None:
         return _error(request, ctx, 404, "not_found")

@@ -20,6 +20,7 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from intyg.web.settings import ServiceSettings
+from intyg.web.wallet_links import KnownWallet, check_known_wallets
 
 __all__ = ["VerifierSettings"]
 
@@ -101,6 +102,10 @@ class VerifierSettings(ServiceSettings):
     #: Development only: a page user ``dev-user`` of the development employer with this
     #: password is created on first use of the login page.
     dev_page_user_password: SecretStr | None = None
+    #: Wallets the same-device page offers an "Open in <wallet>" button for (JSON list of
+    #: ``{"name": {"sv", "en"}, "authorization_endpoint"}``, OpenID4VP §5); https outside
+    #: development. The ``openid4vp://`` link stays for other wallets.
+    wallets: tuple[KnownWallet, ...] = ()
 
     # -- webhooks (verifier/webhooks.py) ----------------------------------------------------
     #: How often each process looks for due webhook deliveries.
@@ -130,6 +135,11 @@ class VerifierSettings(ServiceSettings):
             raise ValueError("trust_list_file is required in production")
         if self.status_cache_min_seconds > self.status_cache_max_seconds:
             raise ValueError("status_cache_min_seconds must not exceed status_cache_max_seconds")
+        return self
+
+    @model_validator(mode="after")
+    def _wallet_endpoints(self) -> VerifierSettings:
+        check_known_wallets(self.wallets, development=self.is_development)
         return self
 
     @property

@@ -201,9 +201,11 @@ def consent_screen(
 def _outcome_page(
     request: Request, ctx: WalletContext, outcome: presentation.Outcome, language: str
 ) -> Response:
+    """What became of the answer. With the verifier's ``redirect_uri`` (OpenID4VP §8.2,
+    same-device) a page that moves on by itself (meta refresh + a link), not a 303: browsers
+    apply this page's ``form-action 'self'`` to a redirect that answers a form, so a 303 to
+    the verifier's origin would be blocked (as for the issuer in ``get_redirect.html``)."""
     t = TEXT[language]
-    if outcome.redirect_uri:
-        return _redirect(outcome.redirect_uri)
     status_text = t.get(f"delivery_{outcome.status}", outcome.status)
     message = t["sent_ok"] if outcome.status == presentation.DELIVERED else status_text
     if outcome.error:
@@ -214,7 +216,7 @@ def _outcome_page(
         "presented.html",
         heading=t["consent_title"],
         message=message,
-        redirect_uri=None,
+        redirect_uri=outcome.redirect_uri,
         consent_id=outcome.consent_id,
     )
 

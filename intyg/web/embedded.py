@@ -346,6 +346,21 @@ def _common(layout: Layout, service: Service) -> dict[str, str]:
     return env
 
 
+def local_wallet(layout: Layout) -> str:
+    """``WALLETS`` of the issuers and the verifier: this wallet, whose same-device endpoints
+    are ``/offer`` and ``/authorize`` (docs/wallet.md), as an "Open in" button."""
+    wallet = layout.url("wallet")
+    return json.dumps(
+        [
+            {
+                "name": {"sv": "intyg-plånboken", "en": "the intyg wallet"},
+                "credential_offer_endpoint": f"{wallet}/offer",
+                "authorization_endpoint": f"{wallet}/authorize",
+            }
+        ]
+    )
+
+
 def service_environment(
     layout: Layout, service: Service, secrets_: Mapping[str, Any]
 ) -> dict[str, str]:
@@ -363,10 +378,12 @@ def service_environment(
         env[f"{p}TRUSTED_WALLET_PROVIDERS"] = json.dumps([str(wallet_ca)])
         env[f"{p}DEV_SAMPLE_DATA"] = "true"
         env[f"{p}DEV_BACKOFFICE_SECRET"] = secrets_["backoffice"][service.name]
+        env[f"{p}WALLETS"] = local_wallet(layout)
     elif service.name == "verifier":
         env[f"{p}DEV_TRUST_ANCHOR_DIR"] = str(layout.trust_dir)
         env[f"{p}DEV_API_CLIENT_SECRET"] = secrets_["employer_api"]["secret"]
         env[f"{p}DEV_PAGE_USER_PASSWORD"] = secrets_["employer_page"]["password"]
+        env[f"{p}WALLETS"] = local_wallet(layout)
     elif service.name == "wallet":
         env[f"{p}EID"] = _eid_config(layout, secrets_, "wallet")
         env[f"{p}ISSUER_TRUST_ANCHORS"] = json.dumps(

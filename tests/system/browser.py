@@ -4,13 +4,11 @@ employer at a desk (issue 6 item 4).
 Debian's ``chromium`` driven by Playwright with ``executable_path`` (never a browser
 download). :class:`Person` and :class:`Employer` do what people do on the pages: follow
 links, press buttons, type into fields, paste links — and nothing a page does not offer.
-Two things a phone does outside the browser are done here by hand, each in one place:
-
-- **a same-device link**: the operating system hands an ``openid-credential-offer://`` or
-  ``openid4vp://`` link to the wallet app; this web wallet's endpoints for them are
-  ``/offer?…`` (OpenID4VCI §4.1) and ``/authorize?…`` (OpenID4VP §5; docs/wallet.md);
-- **copy and paste**: the link shown in a page's read-only field goes into the wallet's
-  ``/add`` (an offer) or ``/present`` (a request) form.
+On the same device the agency's and the employer's pages open this web wallet with their
+"Open in the intyg wallet" buttons (``intyg up`` configures it as a known wallet,
+``INTYG_*_WALLETS``). The one thing a person does outside the browser is done here by hand:
+**copy and paste** (a person with the wallet on a second device): the link shown in a page's
+read-only field goes into the wallet's ``/add`` (an offer) or ``/present`` (a request) form.
 
 Screenshots go to ``$INTYG_TEST_ARTIFACTS`` (default ``test-artifacts/`` at the repository
 root, git-ignored); each path is printed.
@@ -23,7 +21,6 @@ import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 
@@ -58,7 +55,8 @@ WORDS: Mapping[str, Mapping[str, str]] = {
     "sv": {
         "eid_login": "Logga in med BankID/Freja (eID)",
         "add_to_wallet": "Hämta till plånboken",
-        "same_device": "Öppna i plånboken på den här enheten",
+        "open_in_wallet": "Öppna i intyg-plånboken",
+        "use_this_device": "Använd plånboken på den här enheten",
         "offer_title": "Vill du ta emot intyget?",
         "accept": "Ta emot",
         "continue": "Fortsätt",
@@ -81,7 +79,8 @@ WORDS: Mapping[str, Mapping[str, str]] = {
     "en": {
         "eid_login": "Log in with BankID/Freja (eID)",
         "add_to_wallet": "Add to wallet",
-        "same_device": "Open in the wallet on this device",
+        "open_in_wallet": "Open in the intyg wallet",
+        "use_this_device": "Use the wallet on this device",
         "offer_title": "Do you want to receive this credential?",
         "accept": "Accept",
         "continue": "Continue",
@@ -127,10 +126,6 @@ def fits_width(page: Any) -> bool:
     return bool(page.evaluate("document.documentElement.scrollWidth") <= width)
 
 
-def query_of(link: str) -> str:
-    return urlsplit(link).query
-
-
 class Person:
     """Someone on a phone: an eID test person (``eid/persons.py`` id) in one language."""
 
@@ -167,12 +162,12 @@ class Person:
         card.get_by_role("button", name=self.words["add_to_wallet"]).click()
         self.page.locator("figure.qr svg").wait_for()
 
-    def open_offer_on_this_device(self) -> None:
-        """The offer page's same-device link, handed to the wallet (its ``/offer``)."""
-        link = self.page.get_by_role("link", name=self.words["same_device"])
-        href = link.get_attribute("href") or ""
-        assert href.startswith("openid-credential-offer://"), href
-        self.page.goto(f"{self.urls['wallet']}/offer?{query_of(href)}")
+    def open_offer_in_wallet(self) -> None:
+        """The offer page's "Open in the intyg wallet" button (the wallet's ``/offer``); the
+        wallet asks for its own eID login first when the person is not logged in there."""
+        self.page.get_by_role("link", name=self.words["open_in_wallet"]).click()
+        self.page.wait_for_url(f"{self.urls['wallet']}/**")
+        self.log_in_to_wallet_if_asked()
 
     def paste_offer_into_wallet(self) -> None:
         """Copy the offer link from the agency's page, paste it at the wallet's ``/add``."""
@@ -206,10 +201,10 @@ class Person:
         self.page.get_by_role("button", name=self.words["continue"]).click()
         self.page.get_by_role("heading", name=self.words["consent_title"]).wait_for()
 
-    def open_request_on_this_device(self, link: str) -> None:
-        """The ``openid4vp://`` link handed to the wallet (its ``/authorize``)."""
-        assert link.startswith("openid4vp://"), link
-        self.page.goto(f"{self.urls['wallet']}/authorize?{query_of(link)}")
+    def open_request_in_wallet(self) -> None:
+        """The employer's same-device page: "Open in the intyg wallet" (its ``/authorize``)."""
+        self.page.get_by_role("link", name=self.words["open_in_wallet"]).click()
+        self.page.wait_for_url(f"{self.urls['wallet']}/**")
         self.log_in_to_wallet_if_asked()
         self.page.get_by_role("heading", name=self.words["consent_title"]).wait_for()
 
@@ -219,6 +214,12 @@ class Person:
         outcome = self.page.locator("main p.notice[role=status]")
         outcome.wait_for()
         return outcome.inner_text()
+
+    def consent_and_return(self, verifier: str) -> None:
+        """Approve a same-device request: the wallet's answer page moves on by itself to the
+        verifier's ``redirect_uri``, whose page redeems the code and shows the request."""
+        self.page.get_by_role("button", name=self.words["approve"]).click()
+        self.page.wait_for_url(f"{verifier}/requests/**", timeout=RESULT_TIMEOUT_MS)
 
     def number_in_urls(self, number: str) -> list[str]:
         """URLs this phone requested that carry the personal number (there must be none)."""
@@ -235,10 +236,9 @@ class Employer:
         self.words = WORDS[language]
 
     def log_in(self, username: str, password: str) -> None:
-        """The login form (the page's language link first, as a person would)."""
-        self.page.goto(f"{self.base}/")
-        if self.language != "sv":
-            self.page.get_by_role("link", name="In English").click()
+        """The start page in the employer's language, which sends them to the login form."""
+        self.page.goto(f"{self.base}/?lang={self.language}")
+        self.page.wait_for_url(f"{self.base}/login**")
         self.page.get_by_label(self.words["username"]).fill(username)
         self.page.get_by_label(self.words["password"]).fill(password)
         self.page.get_by_role("button", name=self.words["log_in"]).click()
@@ -250,6 +250,12 @@ class Employer:
         choice.get_by_role("button", name=self.words["ask"]).click()
         self.page.locator("figure.qr svg").wait_for()
         return self.page.get_by_label(self.words["employer_link"]).input_value()
+
+    def ask_on_this_device(self, template: str) -> None:
+        """Ask with a template, then "Use the wallet on this device": the same-device page."""
+        self.ask(template)
+        self.page.get_by_role("button", name=self.words["use_this_device"]).click()
+        self.page.get_by_role("link", name=self.words["open_in_wallet"]).wait_for()
 
     @property
     def transaction_id(self) -> str:

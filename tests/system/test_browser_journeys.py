@@ -2,7 +2,12 @@
 servers of ``intyg up`` (issue 6 item 4; design.md "The two reference journeys").
 
 One ``intyg up`` (free ports, a temporary data folder, SQLite) serves the whole module. The
-person is on a phone-sized browser (390×844), the employer at a desktop one; journey A and
+person is on a phone-sized browser (390×844). The agencies' pages open the wallet with their
+"Open in the intyg wallet" button (``intyg up`` names the wallet to the issuers and the
+verifier); a person with the wallet on a second device pastes links instead (the AF offer in
+journey B, the employer's request in journey A and the revocation, asked at a desktop).
+Journey B is same-device: Anna applies on the employer's page on her phone, the wallet opens
+from it and sends her back to the employer's result page (``response_code``). Journey A and
 the withdrawal are in Swedish, journey B in English, and in the revocation a Swedish-speaking
 person answers an English-speaking employer. Each test saves screenshots of its final pages
 (``$INTYG_TEST_ARTIFACTS``, default ``test-artifacts/``; see ``tests/system/browser.py``).
@@ -66,8 +71,9 @@ class System:
         page = self.browser.new_context(**PHONE).new_page()
         return Person(page, self.urls, person, language)
 
-    def employer(self, language: str) -> Employer:
-        page = self.browser.new_context(**DESKTOP).new_page()
+    def employer(self, language: str, page: Any = None) -> Employer:
+        """The employer's page at a desktop, or in ``page`` (a person's phone: same device)."""
+        page = page or self.browser.new_context(**DESKTOP).new_page()
         employer = Employer(page, self.urls["verifier"], language)
         employer.log_in(**self.secrets["employer_page"])
         return employer
@@ -136,16 +142,18 @@ class JourneyA:
 
 @pytest.fixture(scope="module")
 def journey_a(system: System) -> JourneyA:
-    """Anna adds her registration certificate through the AF page's same-device link, the
-    employer asks with template A, Anna pastes the request link, sees who and why, consents."""
+    """Anna adds her registration certificate with the AF page's "Open in the intyg wallet",
+    the employer asks with template A, Anna pastes the request link, sees who and why,
+    consents."""
     anna = system.person("anna", "sv")
     anna.log_in_at_issuer("issuer-af")
     assert anna.page.get_by_text("Anna Andersson").is_visible()
     assert fits_width(anna.page)
     anna.get_offer("Inskrivningsintyg")
     assert fits_width(anna.page)
-    anna.open_offer_on_this_device()
-    anna.log_in_to_wallet_if_asked()  # the wallet asks for its own eID login first
+    assert anna.page.get_by_role("link", name="Öppna i en annan plånbok").is_visible()
+    screenshot(anna.page, "journey-a-agency-offer")
+    anna.open_offer_in_wallet()  # the wallet asks for its own eID login first
     anna.accept_offer("Arbetsförmedlingen")
     assert anna.page.get_by_text("Inskrivningsintyg").first.is_visible()
 
@@ -209,7 +217,7 @@ def test_withdrawal_deletes_the_disclosed_claims(system: System, journey_a: Jour
     assert system.verifier_holds(transaction_id) == (False, "holder")
 
 
-# -- journey B: work-practice application (English) ----------------------------------------
+# -- journey B: work-practice application (English, same device) ---------------------------
 
 
 def test_journey_b_work_practice(system: System) -> None:
@@ -222,13 +230,17 @@ def test_journey_b_work_practice(system: System) -> None:
     anna.log_in_at_issuer("issuer-myh")
     assert anna.page.get_by_text("Anna Andersson").is_visible()
     anna.get_offer("Software developer")
-    anna.open_offer_on_this_device()
+    anna.open_offer_in_wallet()
     anna.accept_offer("Swedish National Agency for Higher Vocational Education")
 
-    employer = system.employer("en")
-    link = employer.ask("work_practice")
+    # Anna applies on the employer's page on her phone: the same-device flow.
+    employer = system.employer("en", page=anna.page)
+    employer.ask_on_this_device("work_practice")
     purpose = employer.page.locator("h1 + p").inner_text()
-    anna.open_request_on_this_device(link)
+    assert employer.page.get_by_role("link", name="Open another wallet").is_visible()
+    assert fits_width(employer.page)
+    screenshot(employer.page, "journey-b-employer-same-device")
+    anna.open_request_in_wallet()
     consent_screen = anna.page.locator("main")
     assert anna.page.get_by_role("heading", name=f"Who asks: {EMPLOYER_NAME}").is_visible()
     assert consent_screen.get_by_text(purpose).is_visible()
@@ -239,10 +251,14 @@ def test_journey_b_work_practice(system: System) -> None:
     assert anna.page.get_by_role("button", name=anna.words["approve"]).count() == 1
     assert fits_width(anna.page)
     screenshot(anna.page, "journey-b-wallet-consent-screen")
-    assert anna.consent() == anna.words["sent"]
-    screenshot(anna.page, "journey-b-wallet-sent")
+    anna.consent_and_return(system.urls["verifier"])
 
+    # Back at the employer's page through its redirect_uri: /return#response_code=... is
+    # redeemed by the page and leaves no code in the address.
+    assert anna.page.url == f"{system.urls['verifier']}/requests/{employer.transaction_id}"
+    assert any(url.startswith(f"{system.urls['verifier']}/return") for url in anna.visited)
     employer.wait_for_result("verified")
+    assert fits_width(employer.page)
     result = employer.page.locator("#request")
     assert result.get_by_role("heading", name="Registration certificate").is_visible()
     assert result.get_by_role("heading", name="Qualification").is_visible()
@@ -289,8 +305,7 @@ def test_revoked_credential_is_rejected_with_the_reason(system: System) -> None:
     erik = system.person("erik", "sv")
     erik.log_in_at_issuer("issuer-af")
     erik.get_offer("Inskrivningsintyg")
-    erik.open_offer_on_this_device()
-    erik.log_in_to_wallet_if_asked()
+    erik.open_offer_in_wallet()
     erik.accept_offer("Arbetsförmedlingen")
     employer = system.employer("en")
     link = employer.ask("registration_certificate")
