@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,7 +21,7 @@ import httpx
 
 from intyg import jose, oid4vci, sdjwt, strict_json
 from intyg.demo import Agency, forms_of
-from tests.issuer.wallet_sim import Wallet
+from tests.issuer.wallet_sim import Issued, Wallet, WalletError
 from tests.verifier.helpers import Request, read_request_object, response_form
 
 from .live import TIMEOUT, Live, csrf
@@ -44,7 +45,6 @@ class Issuing:
 
     live: Live
     agency: str
-    back_office: Agency
     person: str
     record_id: int
     sd_jwt_id: str
@@ -79,7 +79,11 @@ class Issuing:
         ids = metadata["credential_configurations_supported"]
         sd_jwt = next(k for k, v in ids.items() if v["format"] == "dc+sd-jwt")
         vcdm = next(k for k, v in ids.items() if v["format"] == "jwt_vc_json")
-        return cls(live, agency, back_office, record["person"], record["record_id"], sd_jwt, vcdm)
+        return cls(live, agency, record["person"], record["record_id"], sd_jwt, vcdm)
+
+    @property
+    def back_office(self) -> Agency:
+        return self.live.agency(self.agency)
 
     @property
     def url(self) -> str:
@@ -106,11 +110,21 @@ class Issuing:
         created = self.offer(configuration_ids=configuration_ids or [self.sd_jwt_id])
         return wallet, wallet.pre_authorized_token(wallet.resolve_offer(created["link"]))
 
-    def credential(self, configuration_id: str | None = None, count: int = 1):
-        """Real credentials from the live issuer, bound to fresh holder keys."""
+    def credential(self, configuration_id: str | None = None, count: int = 1) -> Issued:
+        """Real credentials from the live issuer, bound to fresh holder keys (a new flow
+        after a retriable 503, which SQLite contention may answer under parallel load)."""
         configuration_id = configuration_id or self.sd_jwt_id
-        wallet, token = self.token(configuration_ids=[configuration_id])
-        return wallet.request_credentials(token, configuration_id=configuration_id, count=count)
+        for attempt in range(3):
+            try:
+                wallet, token = self.token(configuration_ids=[configuration_id])
+                return wallet.request_credentials(
+                    token, configuration_id=configuration_id, count=count
+                )
+            except WalletError as exc:
+                if " 503 " not in str(exc) or attempt == 2:
+                    raise
+                time.sleep(1)
+        raise AssertionError("unreachable")
 
 
 def proof_body(configuration_id: str, proofs: Sequence[str]) -> dict[str, Any]:

@@ -104,12 +104,13 @@ def test_t022_tx_code_missing_or_not_offered(live: Live, af: Issuing) -> None:
 
 
 def test_t024_values_are_long_and_unique(live: Live, af: Issuing) -> None:
-    """A sample (200 c_nonces, 20 offers and tokens): unique, >= 128 bits of base64url; the
+    """A sample (100 c_nonces, 5 offers and tokens): unique, >= 128 bits of base64url; the
     tx_code has the length and input mode the offer announces."""
-    nonces = [httpx.post(af.url + "/nonce", timeout=TIMEOUT).json()["c_nonce"] for _ in range(200)]
-    assert len(set(nonces)) == 200 and min(map(len, nonces)) >= 22
+    with httpx.Client(timeout=TIMEOUT) as client:
+        nonces = [client.post(af.url + "/nonce").json()["c_nonce"] for _ in range(100)]
+    assert len(set(nonces)) == 100 and min(map(len, nonces)) >= 22
     codes, tokens = set(), set()
-    for _ in range(10):
+    for _ in range(5):
         created = af.offer(tx_code=True)
         wallet = af.wallet()
         offer = wallet.resolve_offer(created["link"])
@@ -123,7 +124,7 @@ def test_t024_values_are_long_and_unique(live: Live, af: Issuing) -> None:
         token = wallet.pre_authorized_token(offer, created["tx_code"]).access_token
         tokens.add(token)
         assert len(token) >= 22
-    assert len(codes) == 10 and len(tokens) == 10
+    assert len(codes) == 5 and len(tokens) == 5
 
 
 def test_t026_identity_offer_from_another_device_needs_the_tx_code(live: Live, af: Issuing) -> None:
