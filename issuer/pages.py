@@ -41,6 +41,7 @@ from intyg.web.sessions import (
     CSRF_FIELD,
     BrowserSession,
     CookiePolicy,
+    EndedSessions,
     SessionError,
     SessionManager,
     derive_key,
@@ -284,19 +285,20 @@ def _session(request: Request, ctx: IssuerContext) -> BrowserSession | None:
     return session
 
 
-#: ``jti_replay_cache`` kind of sessions ended by logout (T078: a copied cookie is dead).
+#: ``jti_replay_cache`` kind of sessions ended by logout (T078: a copied cookie is dead);
+#: expired rows go with the other expired entries (issuer/tokens.py).
 LOGOUT_KIND = "page_logout"
+ENDED_SESSIONS = EndedSessions(
+    ReplayEntry.__table__,  # type: ignore[attr-defined]
+    "jti_hash",
+    scope={"kind": LOGOUT_KIND},
+    reference=digest,
+)
 
 
 def _logged_out(ctx: IssuerContext, session: BrowserSession) -> bool:
     with db.session(ctx.engine, write=False) as unit:
-        found = unit.scalar(
-            sa.select(ReplayEntry.id).where(
-                ReplayEntry.kind == LOGOUT_KIND,  # type: ignore[arg-type]
-                ReplayEntry.jti_hash == digest(session.sid),  # type: ignore[arg-type]
-            )
-        )
-    return found is not None
+        return ENDED_SESSIONS.ended(unit, session)
 
 
 def _person(unit: db.Session, session: BrowserSession) -> Person | None:
@@ -512,11 +514,7 @@ async def logout(request: Request, ctx: Context) -> Response:
     if isinstance(session, Response):
         return session
     with db.session(ctx.engine) as unit:  # until the cookie would expire anyway
-        unit.execute(
-            sa.insert(ReplayEntry).values(
-                kind=LOGOUT_KIND, jti_hash=digest(session.sid), expires_at=session.expires_at
-            )
-        )
+        ENDED_SESSIONS.end(unit, session)
     response = RedirectResponse("/", status_code=303)
     response.headers["Cache-Control"] = "no-store"
     page_sessions(ctx).clear(response)

@@ -22,13 +22,16 @@ from sqlmodel import Field, SQLModel
 
 from intyg import jose
 from intyg.web.client_secrets import hash_client_secret, verify_client_secret
+from intyg.web.sessions import EndedSessions
 
 __all__ = [
+    "ENDED_SESSIONS",
     "ApiClient",
     "AuditEntry",
     "DisclosedClaims",
     "Employer",
     "EmployerTemplate",
+    "EndedSession",
     "PageUser",
     "Rejection",
     "Result",
@@ -154,6 +157,21 @@ class PageUser(VerifierModel, table=True):
     disabled_at: int | None = Field(default=None, sa_type=_int())
     #: Password login to the employer page (intyg.web.client_secrets scrypt hash; 0002).
     password_hash: str | None = Field(default=None, sa_type=_str(256))
+
+
+class EndedSession(VerifierModel, table=True):
+    """A page session ended by logout before its cookie expired (T078): the SHA-256 of the
+    session id (:class:`intyg.web.sessions.EndedSessions`), until the cookie's own expiry;
+    the purge job deletes it then (0003)."""
+
+    __tablename__ = "ended_sessions"
+
+    session_hash: str = Field(primary_key=True, sa_type=_str(DIGEST_LENGTH))
+    expires_at: int = Field(sa_type=_int(), index=True)
+
+
+#: The deny-list of ended page sessions on that table (verifier/pages.py, retention.py).
+ENDED_SESSIONS = EndedSessions(EndedSession.__table__, "session_hash")  # type: ignore[attr-defined]
 
 
 class EmployerTemplate(VerifierModel, table=True):

@@ -8,7 +8,9 @@ Page users (``page_users``) log in with a username and password (scrypt,
 :mod:`intyg.web.client_secrets`); :func:`create_page_user` makes them; in development
 ``INTYG_VERIFIER_DEV_PAGE_USER_PASSWORD`` gives ``dev-user`` of the development employer.
 Sessions are sealed HttpOnly SameSite=Lax cookies (:mod:`intyg.web.sessions`), rotated at
-login (T078); every form carries the session's CSRF token.
+login (T078); every form carries the session's CSRF token. Logout ends the session id in
+``ended_sessions`` (:data:`verifier.models.ENDED_SESSIONS`) until the cookie would expire,
+so a copy of the cookie taken before is refused too (T078).
 
 **Binding transactions to the browser** (T103): a second sealed cookie lists the
 transactions this browser session created (with the session id). A transaction's page, its
@@ -64,7 +66,14 @@ from intyg.web.wallet_links import request_links
 from . import audit, pipeline, templates, transactions
 from .app import Context, VerifierContext
 from .employers import DEV_EMPLOYER, create_employer
-from .models import Employer, PageUser, Transaction, TransactionStatus, digest
+from .models import (
+    ENDED_SESSIONS,
+    Employer,
+    PageUser,
+    Transaction,
+    TransactionStatus,
+    digest,
+)
 
 __all__ = ["PageUserError", "create_page_user", "page_sessions", "router"]
 
@@ -501,7 +510,14 @@ def _error(request: Request, ctx: VerifierContext, status: int, key: str) -> HTM
 
 
 def _session(request: Request, ctx: VerifierContext) -> BrowserSession | None:
-    return page_sessions(ctx).load(request, now=ctx.clock())
+    """The cookie's session; an authenticated one only if logout has not ended it (T078).
+    Blocking (a database read): async handlers call it in the thread pool."""
+    session = page_sessions(ctx).load(request, now=ctx.clock())
+    if session is None or not session.authenticated:
+        return session
+    with db.session(ctx.engine, write=False) as unit:
+        ended = ENDED_SESSIONS.ended(unit, session)
+    return None if ended else session
 
 
 def _user(request: Request, ctx: VerifierContext) -> BrowserSession | None:
@@ -516,7 +532,7 @@ async def _checked_form(
 ) -> tuple[dict[str, str], BrowserSession | HTMLResponse]:
     """The form and the session, after the CSRF check (403 page otherwise)."""
     form = await read_form(request, max_bytes=8192, max_fields=8)
-    session = _user(request, ctx) if authenticated else _session(request, ctx)
+    session = await run_in_threadpool(_user if authenticated else _session, request, ctx)
     try:
         page_sessions(ctx).check_csrf(session, form.get(CSRF_FIELD))
     except SessionError:
@@ -704,7 +720,7 @@ async def login(request: Request, ctx: Context) -> Response:
         _authenticate, ctx, form.get("username", "").strip().lower(), form.get("password", "")
     )
     if user is None:
-        return _login_page(request, ctx, failed=True)
+        return await run_in_threadpool(_login_page, request, ctx, True)
     with db.session(ctx.engine) as unit:
         employer = unit.get(Employer, user["employer_id"])
         user["employer"] = employer.name if employer else ""
@@ -720,11 +736,19 @@ async def login(request: Request, ctx: Context) -> Response:
     return response
 
 
+def _end(ctx: VerifierContext, session: BrowserSession) -> None:
+    """Logout: the session id is dead, also in a copy of the cookie (T078)."""
+    with db.session(ctx.engine) as unit:
+        ENDED_SESSIONS.end(unit, session)
+        audit.record(unit, actor=str(session.subject), action="page_logout", now=ctx.clock())
+
+
 @router.post("/logout")
 async def logout(request: Request, ctx: Context) -> Response:
     _, session = await _checked_form(request, ctx)
     if isinstance(session, Response):
         return session
+    await run_in_threadpool(_end, ctx, session)
     response = RedirectResponse("/login", status_code=303, headers={"Cache-Control": "no-store"})
     page_sessions(ctx).clear(response)
     _binding(ctx).policy.clear(response)
@@ -819,7 +843,7 @@ def _page(request: Request, ctx: VerifierContext, session: BrowserSession, tid: 
 @router.get("/requests/{tid}")
 async def show_request(tid: str, request: Request, ctx: Context) -> Response:
     """The QR code and link while pending; the result once it arrives."""
-    session = _user(request, ctx)
+    session = await run_in_threadpool(_user, request, ctx)
     if session is None:
         return _to_login(request, ctx)
     page = await run_in_threadpool(_page, request, ctx, session, tid)
@@ -835,7 +859,10 @@ async def show_request(tid: str, request: Request, ctx: Context) -> Response:
     )
 
 
-def _status(request: Request, ctx: VerifierContext, session: BrowserSession, tid: str) -> Any:
+def _status(request: Request, ctx: VerifierContext, tid: str) -> Any:
+    session = _user(request, ctx)
+    if session is None:
+        return None
     with db.session(ctx.engine, write=False) as unit:
         transaction = _own(request, ctx, unit, session, tid)
         if transaction is None:
@@ -847,8 +874,7 @@ def _status(request: Request, ctx: VerifierContext, session: BrowserSession, tid
 @router.get("/requests/{tid}/status")
 async def request_status(tid: str, request: Request, ctx: Context) -> JSONResponse:
     """For the polling script: ``{status, done}``."""
-    session = _user(request, ctx)
-    body = await run_in_threadpool(_status, request, ctx, session, tid) if session else None
+    body = await run_in_threadpool(_status, request, ctx, tid)
     if body is None:
         return JSONResponse({"error": "not_found"}, status_code=404, headers=_PAGE_HEADERS)
     return JSONResponse(body, headers=_PAGE_HEADERS)

@@ -7,7 +7,8 @@ replicas are harmless (plain DELETEs). What it removes:
 - disclosed claims past ``retain_until`` (the result keeps ``claims_deleted_by="retention"``);
 - the secrets of expired transactions: the sealed request object and the ephemeral
   decryption key (a response after expiry is refused anyway);
-- rejection records older than ``rejection_retention_days``.
+- rejection records older than ``rejection_retention_days``;
+- ended page sessions whose cookies have expired (``ended_sessions``, T078).
 
 The fact that a verification happened (transaction, result checks, audit log) stays.
 """
@@ -24,7 +25,7 @@ from starlette.concurrency import run_in_threadpool
 from intyg.web import db
 
 from . import audit
-from .models import DisclosedClaims, Rejection, Result, Transaction
+from .models import ENDED_SESSIONS, DisclosedClaims, Rejection, Result, Transaction
 
 if TYPE_CHECKING:
     from .app import VerifierContext
@@ -76,7 +77,13 @@ def purge(ctx: VerifierContext) -> dict[str, int]:
                 Rejection.at <= now - ctx.settings.rejection_retention_days * DAY
             )
         ).rowcount
-    return {"claims": len(due), "transaction_secrets": secrets_wiped, "rejections": rejections}
+        sessions = ENDED_SESSIONS.purge(unit, now)
+    return {
+        "claims": len(due),
+        "transaction_secrets": secrets_wiped,
+        "rejections": rejections,
+        "ended_sessions": sessions,
+    }
 
 
 async def purge_loop(ctx: VerifierContext) -> None:

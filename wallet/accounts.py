@@ -22,7 +22,7 @@ from intyg.web import db
 from intyg.web.accounts import AccountKeyer
 from intyg.web.errors import ProtocolError
 from intyg.web.oidc import OidcRelyingParty
-from intyg.web.sessions import BrowserSession, SessionManager, derive_key
+from intyg.web.sessions import BrowserSession, EndedSessions, SessionManager, derive_key
 
 from .app import Context, WalletContext
 from .models import Account, UsedLoginState
@@ -145,26 +145,33 @@ def current_account(request: Request, ctx: Context) -> Holder:
         raise LoginRequired()
     with db.session(ctx.engine, write=False) as unit:
         key = unit.scalar(sa.select(Account.account_key).where(Account.id == account_id))
-        ended = unit.scalar(
-            sa.select(UsedLoginState.state_hash).where(
-                UsedLoginState.state_hash == _ended_key(session)  # type: ignore[arg-type]
-            )
-        )
+        ended = ENDED_SESSIONS.ended(unit, session)
     # The sealed cookie names both; a deleted or mismatching account is no login, nor is a
     # session ended by logout.
-    if key is None or key != session.subject or ended is not None:
+    if key is None or key != session.subject or ended:
         raise LoginRequired()
     return Holder(account_id, session)
 
 
-def _ended_key(session: BrowserSession) -> str:
-    return hashlib.sha256(b"intyg/wallet/logout\x00" + session.sid.encode()).hexdigest()
+def _ended_key(sid: str) -> str:
+    return hashlib.sha256(b"intyg/wallet/logout\x00" + sid.encode()).hexdigest()
+
+
+#: Sessions ended by logout, in ``used_login_states`` next to the used eID login states (a
+#: domain-separated hash, so the two never collide).
+ENDED_SESSIONS = EndedSessions(
+    UsedLoginState.__table__,  # type: ignore[attr-defined]
+    "state_hash",
+    reference=_ended_key,
+)
 
 
 def end_session(ctx: WalletContext, session: BrowserSession) -> None:
     """Logout (T078): the stateless cookie is dead at once, also a copy of it; the session
     id is kept (hashed, in ``used_login_states``) until the cookie would have expired."""
-    SqlReplayCache(ctx).use_once(_ended_key(session), session.expires_at)
+    with db.session(ctx.engine) as unit:
+        ENDED_SESSIONS.purge(unit, ctx.clock())  # expired login states and ended sessions
+        ENDED_SESSIONS.end(unit, session)
 
 
 CurrentHolder = Annotated[Holder, Depends(current_account)]

@@ -17,8 +17,10 @@ Framework-neutral pieces, reused by the issuer, the wallet and the verifier:
   (OWASP CSRF cheat sheet, "Synchronizer Token Pattern"): a token from one session never
   passes in another.
 
-The cookie is stateless; a service that must kill sessions before they expire (logout
-everywhere, account deletion) keeps a deny-list of session ids and checks ``session.sid``.
+The cookie is stateless, so logout alone would leave a copy of it valid until it expires.
+:class:`EndedSessions` is the deny-list every service keeps in one of its tables (T078: the
+old session id is dead at logout): a hash of each ended session id until the cookie would
+have expired anyway, checked on every authenticated request.
 """
 
 from __future__ import annotations
@@ -27,19 +29,22 @@ import hashlib
 import hmac
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import sqlalchemy as sa
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from pydantic import SecretStr
+from sqlalchemy.dialects import postgresql, sqlite
 from starlette.requests import HTTPConnection
 from starlette.responses import Response
 
 from intyg import jose, strict_json
+from intyg.web import db
 from intyg.web.crypto_store import MasterKey
 
 __all__ = [
@@ -47,6 +52,7 @@ __all__ = [
     "BrowserSession",
     "CookiePolicy",
     "CookieSealer",
+    "EndedSessions",
     "SessionError",
     "SessionManager",
     "check_csrf",
@@ -260,6 +266,51 @@ class SessionManager:
 
     def check_csrf(self, session: BrowserSession | None, token: str | None) -> None:
         check_csrf(self._csrf_key, session, token)
+
+
+@dataclass(frozen=True)
+class EndedSessions:
+    """Sessions ended before their cookie expires (logout; T078, OWASP Session Management
+    Cheat Sheet "Manual Session Expiration"), kept in a table of the service.
+
+    ``table`` has the unique column ``key`` and an ``expires_at`` column (Unix seconds);
+    ``scope`` holds fixed column values that set these rows apart in a shared table (the
+    issuer's ``jti_replay_cache`` ``kind``). ``reference`` turns a session id into the stored
+    key: a hash, never the id, so a database dump revives no cookie. A row is needed only
+    until the cookie's own expiry, which refuses the cookie anyway; :meth:`purge` then
+    deletes it.
+    """
+
+    table: sa.Table
+    key: str
+    scope: Mapping[str, str] = field(default_factory=dict)
+    reference: Callable[[str], str] = jose.sha256_b64url
+
+    def end(self, unit: db.Session | sa.Connection, session: BrowserSession) -> None:
+        """Record ``session`` as ended (in the caller's transaction); ending it twice (two
+        logouts racing with one cookie) is no error."""
+        dialect = postgresql if db.dialect_name(unit) == "postgresql" else sqlite
+        values = {**self.scope, self.key: self.reference(session.sid)}
+        statement = dialect.insert(self.table).values(**values, expires_at=session.expires_at)
+        unit.execute(statement.on_conflict_do_nothing())
+
+    def ended(self, unit: db.Session | sa.Connection, session: BrowserSession) -> bool:
+        """Whether ``session`` was ended (check it before trusting an authenticated cookie)."""
+        columns = self.table.c
+        match = [columns[name] == value for name, value in self.scope.items()]
+        found = unit.scalar(
+            sa.select(sa.literal(1))
+            .select_from(self.table)
+            .where(columns[self.key] == self.reference(session.sid), *match)
+        )
+        return found is not None
+
+    def purge(self, unit: db.Session | sa.Connection, now: int) -> int:
+        """Delete the rows whose cookies have expired; -> how many."""
+        columns = self.table.c
+        match = [columns[name] == value for name, value in self.scope.items()]
+        deleted = unit.execute(sa.delete(self.table).where(columns.expires_at < now, *match))
+        return int(deleted.rowcount)  # type: ignore[attr-defined]
 
 
 def csrf_token(key: bytes, session: BrowserSession) -> str:

@@ -23,6 +23,7 @@ from .live import (
     Live,
     Unchanged,
     assert_no_leak,
+    csrf,
     eid_login,
     refused,
     refused_page,
@@ -390,3 +391,52 @@ def test_t078_a_copy_of_the_cookie_is_dead_after_logout(live: Live, service: str
     assert after.status_code in (200, 401), after.status_code  # the login page
     again = stolen.post(base + "/logout", data=form.fields)
     assert again.status_code == 403
+
+
+def _employer_login(live: Live, browser: httpx.Client) -> httpx.Response:
+    """The development employer page user (``dev-secrets.json`` ``employer_page``) logs in."""
+    base = live.url("verifier")
+    form = next(f for f in forms_of(browser.get(base + "/login").text) if f.action == "/login")
+    return browser.post(base + "/login", data={**form.fields, **live.dev_secrets["employer_page"]})
+
+
+def test_t078_verifier_session_rotates_and_a_copy_is_dead_after_logout(live: Live) -> None:
+    """The employer page: a fresh session id at login; logout ends that id, also in a copy
+    of the cookie taken before (recorded in ``ended_sessions``); other sessions live on."""
+    base = live.url("verifier")
+    browser, other = live.browser(), live.browser()
+    browser.get(base + "/login")
+    anonymous = browser.cookies.get("intyg_verifier")
+    landed = _employer_login(live, browser)
+    assert landed.status_code == 303 and landed.headers["location"] == "/", landed.text
+    assert browser.cookies.get("intyg_verifier") not in (None, anonymous)
+    assert _employer_login(live, other).status_code == 303
+    stolen = httpx.Client(timeout=TIMEOUT, cookies=dict(browser.cookies))
+    home = stolen.get(base + "/")
+    assert home.status_code == 200 and "/logout" in home.text  # the copy works before
+    token = csrf(home.text)
+    created = browser.post(
+        base + "/requests",
+        data={"template": "registration_certificate", "mode": "cross_device", "csrf_token": token},
+    )
+    assert created.status_code == 303, created.text
+    status_path = created.headers["location"] + "/status"
+    stolen.cookies.update(dict(browser.cookies))  # with the request binding cookie
+    assert stolen.get(base + status_path).status_code == 200
+
+    ended = live.count("verifier", "ended_sessions")
+    assert browser.post(base + "/logout", data={"csrf_token": token}).status_code == 303
+    assert live.count("verifier", "ended_sessions") == ended + 1
+
+    start = stolen.get(base + "/")
+    assert start.status_code == 303 and start.headers["location"] == "/login"
+    assert stolen.get(base + status_path).status_code == 404
+    with Unchanged(live, {"verifier": ("transactions", "audit_log", "ended_sessions")}):
+        for path, data in (
+            ("/requests", {"template": "registration_certificate", "mode": "cross_device"}),
+            ("/return", {"response_code": "x" * 43}),
+            ("/logout", {}),
+        ):
+            refused_page(live, stolen.post(base + path, data={**data, "csrf_token": token}), 403)
+    page = other.get(base + "/")  # another session of the same user is not logged out
+    assert page.status_code == 200 and "/logout" in page.text

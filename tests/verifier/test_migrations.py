@@ -24,4 +24,4 @@ def test_migrate_twice_is_a_no_op(engine: sa.Engine) -> None:
     migrate(engine)
     with engine.connect() as connection:
         version = connection.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
-    assert version == "0002"
+    assert version == "0003"
