@@ -69,19 +69,7 @@ except ImportError:
 
 def make_app():  # type: ignore[no-untyped-def]
     """uvicorn factory: settings from ``INTYG_ISSUER_*`` (set by :func:`main`)."""
-    app = create_app(IssuerSettings())
-    threads = int(os.environ.get("INTYG_BENCH_THREADS", "0"))
-    if not threads:
-        return app
-
-    async def limited(scope, receive, send):  # type: ignore[no-untyped-def]
-        if scope["type"] == "lifespan":
-            import anyio.to_thread
-
-            anyio.to_thread.current_default_thread_limiter().total_tokens = threads
-        await app(scope, receive, send)
-
-    return limited
+    return create_app(IssuerSettings())
 
 
 def create_database(admin_url: str) -> tuple[str, str]:
@@ -289,7 +277,9 @@ def main() -> None:
     parser.add_argument(
         "--verify-every", type=int, default=50, help="verify every Nth credential fully"
     )
-    parser.add_argument("--no-dpop", action="store_true", help="HAIP off: Bearer tokens")
+    parser.add_argument(
+        "--no-dpop", action="store_true", help="HAIP off, lean wallets use Bearer tokens"
+    )
     args = parser.parse_args()
 
     name, url = create_database(args.postgres)
@@ -313,7 +303,7 @@ def main() -> None:
         server = start_server(args, env)
         wait_ready(base)
         if args.client == "lean":
-            tickets = lean_wallet.make_tickets(base, codes)
+            tickets = lean_wallet.make_tickets(base, codes, use_dpop=not args.no_dpop)
             uvloop.run(run_lean(base, tickets[: args.warmup], args.wallets, args.verify_every))
             cpu_before = server_cpu(server.pid, name)
             client_before = time.process_time()
@@ -342,7 +332,7 @@ def start_server(args: argparse.Namespace, env: dict[str, str]) -> subprocess.Po
             sys.executable,
             "-m",
             "uvicorn",
-            os.environ.get("INTYG_BENCH_APP", "bench.issuer:make_app"),
+            "bench.issuer:make_app",
             "--factory",
             "--host",
             "127.0.0.1",

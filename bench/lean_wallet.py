@@ -131,9 +131,9 @@ class Ticket:
     token_request: bytes
 
 
-def make_tickets(issuer: str, codes: Sequence[str]) -> list[Ticket]:
+def make_tickets(issuer: str, codes: Sequence[str], *, use_dpop: bool = True) -> list[Ticket]:
     """A ticket per pre-authorized code (each issuance has its own DPoP and holder key,
-    as separate phones would)."""
+    as separate phones would). Without ``use_dpop`` the token is a Bearer token."""
     host = urlsplit(issuer).netloc
     tickets = []
     for code in codes:
@@ -141,8 +141,10 @@ def make_tickets(issuer: str, codes: Sequence[str]) -> list[Ticket]:
         form = urlencode(
             {"grant_type": oid4vci.PRE_AUTHORIZED_CODE_GRANT, "pre-authorized_code": code}
         )
-        proof = dpop.make_dpop_proof(key, htm="POST", htu=issuer + "/token")
-        request = post(host, "/token", [("Content-Type", FORM), ("DPoP", proof)], form.encode())
+        headers = [("Content-Type", FORM)]
+        if use_dpop:
+            headers.append(("DPoP", dpop.make_dpop_proof(key, htm="POST", htu=issuer + "/token")))
+        request = post(host, "/token", headers, form.encode())
         tickets.append(Ticket(jose.generate_key("ES256"), key, request))
     return tickets
 
@@ -171,10 +173,9 @@ class LeanWallet:
         body = strict_json.dumps(
             {"credential_configuration_id": self.configuration_id, "proofs": {"jwt": [proof]}}
         ).encode()
-        headers = [("Content-Type", JSON), ("Authorization", f"DPoP {token.access_token}")]
-        if token.token_type != "DPoP":
-            headers[1] = ("Authorization", f"Bearer {token.access_token}")
-        else:
+        scheme = "DPoP" if token.token_type == "DPoP" else "Bearer"
+        headers = [("Content-Type", JSON), ("Authorization", f"{scheme} {token.access_token}")]
+        if scheme == "DPoP":
             headers.append(
                 (
                     "DPoP",

@@ -911,12 +911,12 @@ def parse_response_endpoint_reply(
     host = urlsplit(uri).hostname
     if not host:
         raise _fail("redirect_uri must be an absolute https URL")
-    if urlsplit(uri).scheme == "http" and not _is_loopback_host(host):
+    if urlsplit(uri).scheme == "http" and not is_loopback_host(host):
         raise _fail("redirect_uri must be an https URL (http only to loopback)")
     return uri
 
 
-def _is_loopback_host(host: str) -> bool:
+def is_loopback_host(host: str) -> bool:
     """``localhost`` or a loopback IP literal (the only http targets development allows)."""
     if host.lower() == "localhost":
         return True

@@ -135,7 +135,7 @@ def _limit_request_threads(engine: Engine) -> None:
     close a database connection per request, which costs more than the request."""
     size = getattr(engine.pool, "size", None)
     if callable(size):
-        anyio.to_thread.current_default_thread_limiter().total_tokens = max(size(), 4)
+        anyio.to_thread.current_default_thread_limiter().total_tokens = max(size(), 8)
 
 
 def _include(app: FastAPI, specs: Sequence[str]) -> None:

@@ -52,6 +52,7 @@ __all__ = [
     "delete_by_holder",
     "handle_response",
     "redeem_response_code",
+    "request_claims",
     "request_object",
     "result_view",
 ]
@@ -91,6 +92,10 @@ def _redirect(ctx: VerifierContext, value: str | None) -> str | None:
         or len(value) > 2048
     ):
         raise ProtocolError("invalid_request", "same_device_redirect must be an https URL")
+    if parts.scheme == "http" and not oid4vp.is_loopback_host(parts.hostname):
+        raise ProtocolError(
+            "invalid_request", "same_device_redirect must be https (http only to loopback)"
+        )
     return value
 
 
@@ -152,8 +157,7 @@ def create_transaction(
         created_at=now,
         expires_at=now + settings.transaction_ttl,
     )
-    unit.add(transaction)
-    unit.flush()
+    unit.add(transaction)  # flushed with the unit: many at once are one batched INSERT
     audit.record(
         unit,
         actor=f"api:{client_id}" if client_id else "page",
@@ -205,9 +209,7 @@ def request_object(
         or transaction.used_at is not None
     ):
         raise ProtocolError("invalid_request", "unknown or expired request", 404)
-    claims = strict_json.loads(
-        ctx.store.open(transaction.sealed_request, _aad("request", transaction.id))
-    )
+    claims = request_claims(ctx, transaction)
     if wallet_nonce is not None:
         if (
             not wallet_nonce
@@ -217,6 +219,17 @@ def request_object(
             raise ProtocolError("invalid_request", "wallet_nonce must be URL-safe characters")
         claims["wallet_nonce"] = wallet_nonce
     return ctx.keys.signer().sign(claims)
+
+
+def request_claims(ctx: VerifierContext, transaction: Transaction) -> dict[str, Any]:
+    """The Request Object claims of a transaction (unsigned; sealed at creation)."""
+    if transaction.sealed_request is None:
+        raise ProtocolError("invalid_request", "unknown or expired request", 404)
+    claims = strict_json.loads(
+        ctx.store.open(transaction.sealed_request, _aad("request", transaction.id))
+    )
+    assert isinstance(claims, dict)
+    return claims
 
 
 # -- the response endpoint (§8.2, §8.3) ----------------------------------------------------

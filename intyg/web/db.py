@@ -290,6 +290,7 @@ class _Plan:
         self.positions = self.compiled.positiontup  # qmark (SQLite); None for named styles
         self.processors = self.compiled._bind_processors
         entries = self.compiled._result_columns
+        self.returns_rows = bool(entries)
         self.row = collections.namedtuple("Row", [e.keyname for e in entries])  # type: ignore[misc]
         self.loaders = [e.type._cached_result_processor(dialect, None) for e in entries]
 
@@ -344,7 +345,7 @@ class Prepared:
         cursor = unit.connection.cursor()
         try:
             cursor.execute(plan.sql, parameters)
-            fetched = cursor.fetchall() if cursor.description is not None else []
+            fetched = cursor.fetchall() if plan.returns_rows else []
         except dialect.loaded_dbapi.Error as exc:
             gone = dialect.is_disconnect(exc, unit.connection.dbapi_connection, cursor)
             if gone:

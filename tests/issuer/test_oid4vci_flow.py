@@ -492,8 +492,14 @@ def test_revocation_shows_in_served_status_list(af: Harness) -> None:
 def eid_issuer(
     request: pytest.FixtureRequest, database_url: str, tmp_path: Path, clock: Clock
 ) -> Iterator[tuple[Harness, Callable[[str, Wallet], httpx.Response]]]:
-    """The development eID on a loopback port and an issuer that logs people in with it."""
-    agency = getattr(request, "param", "af")
+    """The development eID on a loopback port and an issuer that logs people in with it.
+    The parameter is the agency, with ``-generated-key`` for an issuer that has no master
+    key configured, only ``dev_generate_master_key``."""
+    param = getattr(request, "param", "af")
+    agency = param.split("-")[0]
+    keys: dict[str, Any] = {}
+    if param.endswith("-generated-key"):
+        keys = {"master_key": None, "dev_generate_master_key": True}
     op_socket, op_base = bound_socket()
     eid_settings = EidSettings(
         environment="development",
@@ -517,7 +523,7 @@ def eid_issuer(
     )
     with (
         serve(create_eid_app(eid_settings), op_socket),
-        make_harness(database_url, tmp_path, clock, agency=agency, eid=config) as h,
+        make_harness(database_url, tmp_path, clock, agency=agency, eid=config, **keys) as h,
     ):
         browser = httpx.Client()
 
@@ -571,6 +577,26 @@ def test_authorization_code_flow_with_scope(eid_issuer: Any) -> None:
     # The code is single use (T019/T028 for codes).
     replay = wallet.authorization_code_token(params["code"], start)
     assert replay.status_code == 400 and replay.json()["error"] == "invalid_grant"
+
+
+@pytest.mark.parametrize("eid_issuer", ["af-generated-key"], indirect=True)
+def test_authorization_code_flow_with_a_generated_master_key(eid_issuer: Any) -> None:
+    """The eID login of the code flow uses the key the issuer runs with, also one generated
+    in development (``dev_generate_master_key``, no ``master_key`` configured)."""
+    h, login = eid_issuer
+    assert h.ctx.settings.master_key is None
+    with db.session(h.ctx.engine) as unit:
+        h.add_person(unit, ANNA[0])
+    wallet = h.wallet()
+    pushed, start = wallet.push_authorization(
+        redirect_uri=REDIRECT, scope=h.ctx.agency.configurations[0].scope
+    )
+    assert pushed.status_code == 201 and start is not None, pushed.text
+    answer = login(start.authorize_url, wallet)
+    assert answer.status_code == 303, answer.text
+    params = wallet.authorization_response(answer.headers["location"])
+    response = wallet.authorization_code_token(params["code"], start)
+    assert response.status_code == 200, response.text
 
 
 def test_authorization_code_flow_with_authorization_details(eid_issuer: Any) -> None:

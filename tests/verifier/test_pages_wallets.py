@@ -262,3 +262,14 @@ def test_http_redirect_refused_outside_development(
 def test_http_loopback_redirect_in_development(ctx: VerifierContext) -> None:
     """``intyg up``: the employer page's ``/return`` on loopback http."""
     assert _create(ctx, "http://127.0.0.1:8404/return").same_device_redirect
+
+
+@pytest.mark.parametrize(
+    "redirect", ["http://hr.example/return", "http://10.0.0.8/return", "http://[::2]/return"]
+)
+def test_http_redirect_to_another_host_refused_in_development(
+    ctx: VerifierContext, redirect: str
+) -> None:
+    """Development allows plain http only back to loopback (the employer page of ``intyg up``)."""
+    with pytest.raises(ProtocolError, match="loopback"):
+        _create(ctx, redirect)
