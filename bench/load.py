@@ -55,6 +55,7 @@ sys.path.insert(0, str(ROOT))
 
 from eid.persons import TestPerson, load_person  # noqa: E402
 from intyg.demo import form_with, page_text  # noqa: E402
+from intyg.web.invariants import Report  # noqa: E402
 from tests.reliability.system import System  # noqa: E402
 from wallet.texts import CONSENT_TEXT  # noqa: E402
 
@@ -118,9 +119,10 @@ class Client:
 
     def __init__(self, stats: Stats, **options: Any) -> None:
         self.stats = stats
-        # Idle connections dropped well before uvicorn's 5 s keep-alive: a browser retries a
-        # request that meets a connection the server just closed; this client does not.
-        limits = httpx.Limits(max_connections=None, keepalive_expiry=1.0)
+        # No connection reuse: a browser repeats a request that meets a kept-alive connection
+        # the server is closing just then (uvicorn: after 5 s idle, which on a starved
+        # machine can pass before this client even reads the last response); this does not.
+        limits = httpx.Limits(max_connections=None, max_keepalive_connections=0)
         self.http = httpx.AsyncClient(timeout=TIMEOUT, limits=limits, **options)
 
     async def call(
@@ -287,8 +289,9 @@ async def _timed(stats: Stats, flow: str, step: Awaitable[None]) -> bool:
 
 
 async def _wallet_loop(
-    wallet: SimulatedWallet, office: BackOffice, employer: Client, deadline: float
+    wallet: SimulatedWallet, office: BackOffice, employer: Client, deadline: float, delay: float
 ) -> None:
+    await asyncio.sleep(delay)
     while time.monotonic() < deadline:
         if await _timed(wallet.stats, "issuance", wallet.receive(office)):
             await _timed(wallet.stats, "presentation", wallet.present(employer))
@@ -316,9 +319,11 @@ async def run_load(
     people: list[TestPerson],
     seconds: float,
     during: Callable[[], Awaitable[None]] | None = None,
+    ramp: float = 0.0,
 ) -> tuple[Stats, float, int]:
-    """-> stats, wall seconds of the measured part, wallets that started. ``during`` runs
-    alongside the measured part (a fault scenario's harm)."""
+    """-> stats, wall seconds of the measured part, wallets that started. The wallets start
+    evenly over the first ``ramp`` seconds; ``during`` runs alongside the measured part (a
+    fault scenario's harm)."""
     setup = Stats()
     office = BackOffice(Client(setup), endpoints.af, secrets_["backoffice"]["issuer-af"])
     await office.authenticate()
@@ -334,11 +339,12 @@ async def run_load(
         wallet.stats = wallet.browser.stats = stats
     started = time.monotonic()
     harm = asyncio.create_task(during()) if during is not None else None
+    running = [wallet for wallet in wallets if wallet.record is not None]
+    step = ramp / max(len(running), 1)
     await asyncio.gather(
         *(
-            _wallet_loop(wallet, office, employer, started + seconds)
-            for wallet in wallets
-            if wallet.record is not None
+            _wallet_loop(wallet, office, employer, started + seconds, n * step)
+            for n, wallet in enumerate(running)
         )
     )
     if harm is not None:
@@ -442,6 +448,31 @@ def report_lines(
     return lines
 
 
+def table_row(
+    args: argparse.Namespace,
+    ready: int,
+    stats: Stats,
+    elapsed: float,
+    report: Report,
+    loads: tuple[float, float],
+) -> str:
+    """The docs/reliability.md row of this run."""
+    done = {flow: len(values) for flow, values in stats.flows.items()}
+    p50, p95, p99 = percentiles(stats.flows["issuance"] + stats.flows["presentation"])
+    verdict = "clean" if report.ok else f"{report.violation_count} violation(s)"
+    checked = " ".join(f"{o.invariant} {o.checked}" for o in report.outcomes.values())
+    ramp = "" if args.ramp == 10 else f" --ramp {args.ramp:g}"
+    return (
+        f"| L01 load, {args.backend} | {ready} wallets x {args.seconds:.0f} s (started over "
+        f"{args.ramp:g} s): issuance + presentation, each a distinct eID login | "
+        f"{sum(done.values()) / elapsed:.2f} flows/s ({done['issuance']} issuances, "
+        f"{done['presentation']} presentations); flow p50/p95/p99 {p50:.1f}/{p95:.1f}/{p99:.1f}"
+        f" s; errors {stats.error_count}; 503+Retry-After {stats.retried_503}; machine load "
+        f"average {loads[0]:.0f} -> {loads[1]:.0f} | {verdict} "
+        f"({checked}) | `.venv/bin/python bench/load.py --backend {args.backend}{ramp}` |"
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--backend", choices=("sqlite", "postgresql"), default="sqlite")
@@ -450,6 +481,9 @@ def main() -> int:
     )
     parser.add_argument("--wallets", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument(
+        "--ramp", type=float, default=10.0, help="start the wallets evenly over these seconds"
+    )
     parser.add_argument("--data-dir", type=Path, help="keep the data folder here")
     parser.add_argument(
         "--env",
@@ -484,29 +518,22 @@ def main() -> int:
             context = alongside()
             print(f"running: {context}", flush=True)
             cpu_before = {name: cpu_seconds([pid]) for name, pid in pids.items()}
+            load_before = os.getloadavg()[0]
             stats, elapsed, ready = asyncio.run(
-                run_load(endpoints, system.secrets, people, args.seconds)
+                run_load(endpoints, system.secrets, people, args.seconds, ramp=args.ramp)
             )
             per_service = {
                 name: cpu_seconds([pid]) - cpu_before[name] for name, pid in pids.items()
             }
             cpu = sum(per_service.values())
+            loads = (load_before, os.getloadavg()[0])
             context += f"; after: {alongside()}"
         report = system.check()
+    context = f"started over {args.ramp:.0f} s; {context}"
     lines = report_lines(args.backend, ready, args.seconds, stats, elapsed, cpu, context)
     lines.append("  CPU s by service: " + ", ".join(f"{k} {v:.1f}" for k, v in per_service.items()))
     lines += ["invariants:", *("  " + line for line in report.lines()[1:])]
-    done = {flow: len(values) for flow, values in stats.flows.items()}
-    p50, p95, p99 = percentiles(stats.flows["issuance"] + stats.flows["presentation"])
-    invariant_cell = "clean" if report.ok else f"{report.violation_count} violation(s)"
-    checked = " ".join(f"{o.invariant} {o.checked}" for o in report.outcomes.values())
-    lines.append(
-        f"| L01 load, {args.backend} | {ready} wallets x {args.seconds:.0f} s: issuance + "
-        f"presentation | {sum(done.values()) / elapsed:.2f} flows/s ({done['issuance']} issuances, "
-        f"{done['presentation']} presentations); flow p50/p95/p99 {p50:.1f}/{p95:.1f}/{p99:.1f} s; "
-        f"errors {stats.error_count}; 503+Retry-After {stats.retried_503} | {invariant_cell} "
-        f"({checked}) | `.venv/bin/python bench/load.py --backend {args.backend}` |"
-    )
+    lines.append(table_row(args, ready, stats, elapsed, report, loads))
     print("\n".join(lines))
     return 0 if report.ok and stats.error_count == 0 and ready == args.wallets else 1
 

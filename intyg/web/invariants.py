@@ -236,6 +236,18 @@ class IssuerView:
     redeemed_per_person: Counter[int]
     repeated_jti: list[Any]
     repeated_proofs: list[Any]
+    decoded: dict[int, Any] = field(default_factory=dict)
+
+    def entry(self, list_id: int, idx: int) -> int:
+        """The value at ``idx`` of a status list (decoded once per list)."""
+        if list_id not in self.decoded:
+            row = self.lists[list_id]
+            self.decoded[list_id] = (
+                core_status.StatusList(row.bits, row.content)
+                if row.kind == "tsl"
+                else core_status.BitstringStatusList(row.content, row.bits, min_entries=1)
+            )
+        return int(self.decoded[list_id].get(idx))
 
     def by_index(self) -> dict[tuple[int, int], list[Any]]:
         found: dict[tuple[int, int], list[Any]] = defaultdict(list)
@@ -319,23 +331,16 @@ def _list_disagrees(view: IssuerView, row: Any) -> str | None:
         return "its status list is missing"
     try:
         if primary.kind == "tsl":
-            value = core_status.StatusList(primary.bits, primary.content).get(row.status_idx)
+            value = view.entry(primary.id, row.status_idx)
             return None if value == expected else f"the list says {value}, the row {row.status}"
         companion = view.lists.get(primary.suspension_list_id)
         if primary.purpose != "revocation" or companion is None:
             return "its Bitstring list is not a revocation list with a suspension companion"
-        bits = (
-            _bit(primary, row.status_idx),
-            _bit(companion, row.status_idx),
-        )
+        bits = (view.entry(primary.id, row.status_idx), view.entry(companion.id, row.status_idx))
     except core_status.StatusError:
         return "its index is outside the status list"
     wanted = (int(row.status == "revoked"), int(row.status == "suspended"))
     return None if bits == wanted else f"the list bits {bits} disagree with {row.status}"
-
-
-def _bit(row: Any, idx: int) -> int:
-    return core_status.BitstringStatusList(row.content, row.bits, min_entries=1).get(idx)
 
 
 def check_issuer(report: Report, view: IssuerView, tx_code_max_attempts: int) -> None:

@@ -22,6 +22,10 @@ def test_issuer_killed_while_issuing(tmp_path: Path, point: str) -> None:
     _passes(faults.issuer_crash(point, tmp_path / "data"))
 
 
+def test_wallet_killed_after_its_proofs_recovers_its_keys(tmp_path: Path) -> None:
+    _passes(faults.wallet_crash_after_proof(tmp_path / "data"))
+
+
 def test_wallet_killed_between_consent_and_direct_post(tmp_path: Path) -> None:
     _passes(faults.wallet_crash_after_consent(tmp_path / "data"))
 
