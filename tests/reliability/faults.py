@@ -40,7 +40,15 @@ from intyg.web.invariants import Report
 from .system import System, free_ports
 
 TIMEOUT = 60.0
-FAKETIME_LIBRARY = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1")
+#: Debian's libfaketime (``apt-get install faketime``; .ci/run installs it).
+FAKETIME_LIBRARY = next(
+    (
+        path
+        for path in Path("/usr/lib").glob("*-linux-gnu/faketime/libfaketimeMT.so.1")
+        if path.exists()
+    ),
+    Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1"),
+)
 POSTGRES_BIN = Path("/usr/lib/postgresql/15/bin")
 RUN = ".venv/bin/python bench/faults/run.py"
 
