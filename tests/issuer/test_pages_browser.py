@@ -5,33 +5,19 @@ viewport, see the credential, press "Add to wallet", see the QR code. Saves a sc
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 
 import pytest
 
 from tests.issuer.test_pages import ANNA, ANNA_MASKED, running_issuer
+from tests.system.browser import CHROMIUM, LAUNCH_ARGS, artifacts_dir, requires_chromium
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-LAUNCH_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
+ARTIFACTS = artifacts_dir()
 
-# Outside CI a machine without chromium skips this test (dev.py says so); CI installs chromium
-# (.ci/run), so there a missing browser fails the test instead of skipping it silently.
-pytestmark = pytest.mark.skipif(
-    not Path(CHROMIUM).exists() and not os.environ.get("CI"), reason="chromium is not installed"
-)
+# Skips outside CI without chromium; in CI (which installs it) a missing browser fails.
+pytestmark = requires_chromium
 
 
 def test_person_page_on_a_phone(tmp_path: Path) -> None:

@@ -6,35 +6,21 @@ certificate, see the QR code; a wallet (the reference SD-JWT holder) answers; th
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 
 import httpx
 import pytest
 
+from tests.system.browser import CHROMIUM, LAUNCH_ARGS, artifacts_dir, requires_chromium
 from tests.verifier.flows import post_response
 from tests.verifier.test_pages import PASSWORD, registration, running_verifier, wallet_request
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-LAUNCH_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
+ARTIFACTS = artifacts_dir()
 
-# Outside CI a machine without chromium skips this test; CI installs chromium, so there a
-# missing browser fails the test instead of skipping it silently.
-pytestmark = pytest.mark.skipif(
-    not Path(CHROMIUM).exists() and not os.environ.get("CI"), reason="chromium is not installed"
-)
+# Skips outside CI without chromium; in CI (which installs it) a missing browser fails.
+pytestmark = requires_chromium
 
 
 def test_employer_page_on_a_phone(tmp_path: Path, trust_file: Path, pki, holder, status_lists):

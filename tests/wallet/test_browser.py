@@ -7,15 +7,12 @@ wallet's ``/offer?credential_offer_uri=...`` link) -> answer the real verifier's
 
 from __future__ import annotations
 
-import os
-import shutil
-from pathlib import Path
-
 import httpx
 import pytest
 import sqlalchemy as sa
 
 from intyg.web import db
+from tests.system.browser import CHROMIUM, LAUNCH_ARGS, artifacts_dir, requires_chromium
 from wallet import consents
 from wallet.models import Account
 
@@ -23,23 +20,10 @@ from .conftest import ANNA, API_KEY, World, verifier_result
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-LAUNCH_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
+ARTIFACTS = artifacts_dir()
 
-# Outside CI a machine without chromium skips this test; CI installs chromium (.ci/run), so
-# there a missing browser fails the test instead of skipping it silently.
-pytestmark = pytest.mark.skipif(
-    not Path(CHROMIUM).exists() and not os.environ.get("CI"), reason="chromium is not installed"
-)
+# Skips outside CI without chromium; in CI (which installs it) a missing browser fails.
+pytestmark = requires_chromium
 
 
 def test_login_offer_consent_history_on_a_phone(world: World) -> None:

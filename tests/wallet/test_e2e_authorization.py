@@ -16,9 +16,7 @@ from the wallet's form to the issuer (and on to the eID) must not trip the page'
 from __future__ import annotations
 
 import html
-import os
 import re
-import shutil
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -41,6 +39,7 @@ from issuer.models import MYHQualification, Person
 from issuer.records import award_qualification
 from tests.eid.servers import bound_socket, serve
 from tests.issuer.conftest import make_settings as make_issuer_settings
+from tests.system.browser import CHROMIUM, LAUNCH_ARGS, requires_chromium, screenshot
 from wallet.app import WalletContext, create_app, startup
 from wallet.models import IssuanceSession, WalletCredential
 
@@ -340,15 +339,10 @@ def test_issuer_access_denied_shown_and_other_session_refused(journey: Journey) 
 
 # -- the same journey in headless Chromium -----------------------------------------------------
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
-
-@pytest.mark.skipif(
-    not Path(CHROMIUM).exists() and not os.environ.get("CI"), reason="chromium is not installed"
-)
+@requires_chromium
 def test_get_a_credential_in_a_browser(journey: Journey) -> None:
     playwright_sync = pytest.importorskip("playwright.sync_api")
-    from .test_browser import ARTIFACTS, LAUNCH_ARGS
 
     base = journey.wallet_base
     with playwright_sync.sync_playwright() as playwright:
@@ -365,8 +359,7 @@ def test_get_a_credential_in_a_browser(journey: Journey) -> None:
             page.get_by_role("link", name="Hämta intyg").click()
             assert page.get_by_role("heading", name="Arbetsförmedlingen").is_visible()
             assert page.evaluate("document.documentElement.scrollWidth") <= 390
-            ARTIFACTS.mkdir(exist_ok=True)
-            page.screenshot(path=str(ARTIFACTS / "wallet-get-credential.png"), full_page=True)
+            screenshot(page, "wallet-get-credential")
             # The first "Hämta" button: AF's first configuration; PAR, then the issuer.
             page.locator(f'form:has(input[value="{AF_SD_JWT}"]) button').click()
             page.locator('button[name="person"][value="anna"]').click()
