@@ -280,7 +280,10 @@ class AccessToken(IssuerModel, table=True):
 
 
 class CNonce(IssuerModel, table=True):
-    """A ``c_nonce`` from the nonce endpoint (OpenID4VCI §7); each usable once."""
+    """A redeemed ``c_nonce`` (OpenID4VCI §7, §8.3): the nonce endpoint stores nothing (the
+    nonce carries its expiry under a MAC); a credential request inserts the digest here in
+    its transaction, and the UNIQUE ``nonce_hash`` refuses a second redemption. Swept after
+    ``expires_at``, when the MAC'd expiry refuses the nonce anyway."""
 
     __tablename__ = "c_nonces"
 

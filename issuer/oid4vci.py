@@ -21,6 +21,7 @@ from __future__ import annotations
 import datetime
 import hmac
 import html
+import secrets
 from collections.abc import Mapping, Sequence
 from typing import Annotated, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -28,6 +29,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from sqlalchemy.dialects import postgresql, sqlite
 
 from intyg import client_attestation, jose, oid4vci, schemas, sdjwt_vc, vcdm
 from intyg.sdjwt import SD
@@ -286,40 +288,76 @@ def credential_offer(offer_id: str, ctx: Context) -> JSONResponse:
 # -- nonce endpoint (§7) ---------------------------------------------------------------------
 
 _NONCES = CNonce.__table__  # type: ignore[attr-defined]
-#: One statement in autocommit (:func:`intyg.web.db.driver_connection`): no BEGIN and
-#: COMMIT round trips. On PostgreSQL its commit does not wait for the WAL flush
-#: (``synchronous_commit`` off for this transaction only): a nonce lost to a database crash
-#: only makes the wallet fetch another (``invalid_nonce``, §8.3.1.2), and a credential
-#: request that redeemed it commits synchronously, which flushes the insert before it.
-_INSERT_NONCE = {
-    "sqlite": "INSERT INTO c_nonces (nonce_hash, created_at, expires_at)"
-    " VALUES (:nonce_hash, :created_at, :expires_at)",
-    "postgresql": "INSERT INTO c_nonces (nonce_hash, created_at, expires_at)"
-    " SELECT :nonce_hash, :created_at, :expires_at"
-    " FROM (SELECT set_config('synchronous_commit', 'off', true)) AS relaxed",
-}
-#: §8.3: a ``c_nonce`` is redeemed by one atomic statement (built once, run per request).
-_REDEEM_NONCE = db.Prepared(
-    db.consume_once_statement(
-        _NONCES, "nonce_hash", where=[_NONCES.c.expires_at > sa.bindparam("now")]
+#: ``c_nonce`` = base64url(random 16 bytes || expiry, 8 bytes big-endian || MAC, 16 bytes):
+#: the nonce endpoint writes nothing. The MAC key is derived from the sealed service secret
+#: (``service_secrets``) with its own label, so it is shared by every worker and survives
+#: restarts. Single use is enforced when the nonce is redeemed (below).
+_NONCE_RANDOM, _NONCE_EXPIRY, _NONCE_MAC = 16, 8, 16
+_NONCE_LENGTH = _NONCE_RANDOM + _NONCE_EXPIRY + _NONCE_MAC
+_NONCE_KEY_LABEL = b"intyg issuer c_nonce MAC key v1"
+
+
+def _redeem_statement(dialect: Any) -> db.Prepared:
+    """§8.3: redeeming a ``c_nonce`` inserts its digest as a used-marker; the UNIQUE
+    ``nonce_hash`` makes a second redemption insert nothing (``ON CONFLICT DO NOTHING
+    RETURNING``: one statement, exactly one winner under concurrency). It commits or rolls
+    back with the issuance (I1): a refused request leaves the nonce unused."""
+    return db.Prepared(
+        dialect.insert(_NONCES)
+        .on_conflict_do_nothing(index_elements=["nonce_hash"])
+        .returning(_NONCES.c.id)
     )
-)
+
+
+_REDEEM_NONCE = {"postgresql": _redeem_statement(postgresql), "sqlite": _redeem_statement(sqlite)}
+
+
+def _nonce_key(ctx: IssuerContext) -> bytes:
+    """The ``c_nonce`` MAC key, derived once per process; call it outside a transaction (the
+    first call reads the sealed secret on a connection of its own)."""
+    key = ctx.extras.get("c_nonce_key")
+    if key is None:
+        with db.session(ctx.engine) as unit:
+            secret = records.load_lookup_secret(unit, ctx.store, _now(ctx))
+        key = ctx.extras["c_nonce_key"] = hmac.new(secret, _NONCE_KEY_LABEL, "sha256").digest()
+    return key  # type: ignore[no-any-return]
+
+
+def _nonce_mac(key: bytes, body: bytes) -> bytes:
+    return hmac.new(key, body, "sha256").digest()[:_NONCE_MAC]
+
+
+def _new_c_nonce(key: bytes, expires_at: int) -> str:
+    body = secrets.token_bytes(_NONCE_RANDOM) + expires_at.to_bytes(_NONCE_EXPIRY, "big")
+    return jose.b64url_encode(body + _nonce_mac(key, body))
+
+
+def _redeem_c_nonce(unit: Unit, key: bytes, c_nonce: str | None, now: int) -> bool:
+    """§8.3.1.2: True if ``c_nonce`` is ours (MAC), unexpired and not redeemed before; it is
+    then marked used in ``unit``'s transaction."""
+    if not isinstance(c_nonce, str) or len(c_nonce) > 2 * _NONCE_LENGTH:
+        return False
+    try:
+        raw = jose.b64url_decode(c_nonce)
+    except jose.JoseError:
+        return False
+    body, mac = raw[:-_NONCE_MAC], raw[-_NONCE_MAC:]
+    if len(raw) != _NONCE_LENGTH or not hmac.compare_digest(mac, _nonce_mac(key, body)):
+        return False
+    expires_at = int.from_bytes(body[_NONCE_RANDOM:], "big")
+    if expires_at <= now:
+        return False
+    marker = {"nonce_hash": digest(c_nonce), "created_at": now, "expires_at": expires_at}
+    statement = _REDEEM_NONCE[db.dialect_name(unit)]
+    with db.translate_errors():
+        return statement.first(unit, marker | {"used_at": now}) is not None
 
 
 @router.post("/nonce")
 def nonce(ctx: Context) -> JSONResponse:
-    """A fresh ``c_nonce``, stored as a digest, usable once before it expires (§7.2)."""
+    """A fresh ``c_nonce``, MAC'd with its expiry, usable once before it expires (§7.2)."""
     now = _now(ctx)
-    c_nonce = oid4vci.new_opaque_value()
-    with db.driver_connection(ctx.engine) as driver:
-        driver.execute(
-            _INSERT_NONCE[driver.dialect_name],
-            {
-                "nonce_hash": digest(c_nonce),
-                "created_at": now,
-                "expires_at": now + ctx.settings.c_nonce_ttl,
-            },
-        )
+    c_nonce = _new_c_nonce(_nonce_key(ctx), now + ctx.settings.c_nonce_ttl)
     maybe_sweep(ctx, now)
     return _json(oid4vci.nonce_response(c_nonce))
 
@@ -1077,6 +1115,7 @@ def credential(
     # while this request holds one can starve the pool (every request waiting for a second
     # connection). One key for the whole response, so ``kid`` matches the signatures.
     active = ctx.keys.active()
+    nonce_key = _nonce_key(ctx)
     with db.transaction(ctx.engine) as unit:
         access = authenticate(request, unit, ctx, "/credential", now=now)
         identifiers = access.credential_identifiers
@@ -1091,10 +1130,7 @@ def credential(
         except oid4vci.OID4VCIError as exc:
             raise _refusal(exc) from None
         bound, c_nonce = _verify_proofs(ctx, access, parsed.proofs, now)
-        if (
-            c_nonce is None
-            or _REDEEM_NONCE.first(unit, {"key": digest(c_nonce), "now": now}) is None
-        ):
+        if not _redeem_c_nonce(unit, nonce_key, c_nonce, now):
             raise ProtocolError("invalid_nonce", "c_nonce is unknown, used or expired")
         record_id = (
             _record_of(parsed.credential_identifier)

@@ -13,8 +13,11 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from intyg import dpop, jose, oid4vci, strict_json
+from intyg.web import db
+from issuer.models import CNonce
 from tests.issuer.test_oid4vci_flow import (  # noqa: F401 (fixtures)
     ANNA,
     REDIRECT,
@@ -152,6 +155,49 @@ def test_unknown_and_expired_nonce(ready: Any) -> None:
     late = body_with([wallet.proof(jose.generate_key("ES256"), c_nonce)])
     with Unchanged(h):
         refused(wallet.credential_request(fresh_token, late), 400, "invalid_nonce")
+
+
+def _flip(c_nonce: str, position: int) -> str:
+    raw = bytearray(jose.b64url_decode(c_nonce))
+    raw[position] ^= 1
+    return jose.b64url_encode(bytes(raw))
+
+
+def test_forged_nonce(ready: Any) -> None:
+    """A ``c_nonce`` is MAC'd by the issuer: a changed random part, a later expiry, a changed
+    MAC, a truncated or extended one, or a nonce of another issuer are unknown, and nothing
+    is stored; the genuine one still works afterwards."""
+    h, wallet, token, c_nonce = ready
+    raw = jose.b64url_decode(c_nonce)
+    forged = [
+        _flip(c_nonce, 0),  # random part
+        _flip(c_nonce, 23),  # expiry (low byte: later or earlier)
+        _flip(c_nonce, len(raw) - 1),  # MAC
+        jose.b64url_encode(raw[:-1]),
+        jose.b64url_encode(raw + b"\0"),
+        jose.b64url_encode(raw[:16] + (2**40).to_bytes(8, "big") + raw[24:]),
+        jose.b64url_encode(bytes(len(raw))),
+        c_nonce + "=",
+    ]
+    with Unchanged(h):
+        for value in forged:
+            body = body_with([wallet.proof(jose.generate_key("ES256"), value)])
+            refused(wallet.credential_request(token, body), 400, "invalid_nonce")
+    good = body_with([wallet.proof(jose.generate_key("ES256"), c_nonce)])
+    assert wallet.credential_request(token, good).status_code == 200
+
+
+def test_nonce_endpoint_stores_nothing(ready: Any) -> None:
+    """The nonce endpoint writes no row; a ``c_nonce`` is recorded only when redeemed."""
+    h, wallet, _, _ = ready
+
+    def stored() -> int:
+        with db.session(h.ctx.engine, write=False) as unit:
+            return unit.scalar(sa.select(sa.func.count()).select_from(CNonce))  # type: ignore[no-any-return]
+
+    before = stored()
+    nonces = {wallet.nonce() for _ in range(5)}
+    assert stored() == before and len(nonces) == 5
 
 
 def test_missing_proofs(ready: Any) -> None:
