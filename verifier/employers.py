@@ -3,6 +3,7 @@
 Operators create them with these functions (the client secret is returned once)::
 
     from intyg.web import db
+from intyg.web.migrations import lock
     from verifier.app import build_context
     from verifier.employers import create_client, create_employer
     from verifier.settings import VerifierSettings
@@ -26,6 +27,7 @@ from typing import TYPE_CHECKING
 import sqlalchemy as sa
 
 from intyg.web import db
+from intyg.web.migrations import lock
 
 from . import audit
 from .models import ApiClient, Employer, hash_client_secret
@@ -104,19 +106,23 @@ def create_client(
     return secret
 
 
+def dev_employer(unit: db.Session, ctx: VerifierContext) -> Employer:
+    """Development: the development employer, created on first use. The advisory lock makes
+    replicas that start together on one database agree on a single row."""
+    lock(unit, "verifier-dev-employer")
+    name, org_number = DEV_EMPLOYER
+    existing = unit.scalars(sa.select(Employer).where(Employer.org_number == org_number)).first()
+    return existing or create_employer(unit, name=name, org_number=org_number, now=ctx.clock())
+
+
 def ensure_dev_employer(ctx: VerifierContext) -> None:
     """Development: the employer and ``dev-employer`` client (idempotent across replicas)."""
     secret = ctx.settings.dev_api_client_secret
     assert secret is not None
     with db.session(ctx.engine) as unit:
+        employer = dev_employer(unit, ctx)
         if unit.get(ApiClient, DEV_CLIENT_ID) is not None:
             return
-        name, org_number = DEV_EMPLOYER
-        employer = unit.scalars(
-            sa.select(Employer).where(Employer.org_number == org_number)
-        ).first()
-        if employer is None:
-            employer = create_employer(unit, name=name, org_number=org_number, now=ctx.clock())
         assert employer.id is not None
         create_client(
             unit,

@@ -65,7 +65,7 @@ from intyg.web.wallet_links import request_links
 
 from . import audit, pipeline, templates, transactions
 from .app import Context, VerifierContext
-from .employers import DEV_EMPLOYER, create_employer
+from .employers import dev_employer
 from .models import (
     ENDED_SESSIONS,
     Employer,
@@ -356,10 +356,7 @@ def _ensure_dev_user(ctx: VerifierContext) -> None:
             sa.select(PageUser.id).where(PageUser.subject == SUBJECT_PREFIX + DEV_USER)
         )
         if exists is None:
-            name, org_number = DEV_EMPLOYER
-            employer = unit.scalars(
-                sa.select(Employer).where(Employer.org_number == org_number)
-            ).first() or create_employer(unit, name=name, org_number=org_number, now=ctx.clock())
+            employer = dev_employer(unit, ctx)
             assert employer.id is not None
             create_page_user(
                 unit,

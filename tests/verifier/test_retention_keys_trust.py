@@ -246,3 +246,31 @@ def test_journey_over_real_uvicorn_server(
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def test_replicas_create_one_development_employer(ctx) -> None:
+    """Replicas starting together on one empty database (docker-compose): the development
+    employer and its API client are created once, and no replica fails to start."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from intyg.web import db
+    from verifier import employers
+    from verifier.models import ApiClient, Employer
+
+    _, org_number = employers.DEV_EMPLOYER
+    with db.session(ctx.engine) as unit:  # back to the empty database of a first start
+        unit.execute(sa.delete(ApiClient))
+        unit.execute(sa.delete(Employer).where(Employer.org_number == org_number))
+    barrier = threading.Barrier(8)
+
+    def start() -> None:
+        barrier.wait()
+        employers.ensure_dev_employer(ctx)
+
+    with ThreadPoolExecutor(8) as pool:
+        for future in [pool.submit(start) for _ in range(8)]:
+            future.result()  # an IntegrityError here is a replica that failed to start
+    with db.session(ctx.engine) as unit:
+        found = unit.scalars(sa.select(Employer).where(Employer.org_number == org_number)).all()
+        assert len(found) == 1
+        assert unit.get(ApiClient, employers.DEV_CLIENT_ID) is not None
