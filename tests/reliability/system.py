@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,20 +20,9 @@ from typing import Any
 
 from intyg.web import embedded
 from intyg.web.invariants import Report, Sources, check
+from tests.system import free_ports
 
 SERVICE_NAMES = tuple(service.name for service in embedded.SERVICES)
-
-
-def free_ports(count: int) -> list[int]:
-    """Ports the kernel just handed out (held together so they are distinct)."""
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 @dataclass
