@@ -10,6 +10,7 @@ Every form carries the CSRF token; every handler depends on ``current_account``.
 
 from __future__ import annotations
 
+import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -114,6 +115,10 @@ def _verifier_view(identity: Any, language: str) -> dict[str, Any]:
     }
 
 
+def _minute(moment: int) -> str:
+    return datetime.datetime.fromtimestamp(moment, datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
 def _consent_view(pending: presentation.Pending, language: str) -> dict[str, Any]:
     t = TEXT[language]
     query = pending.request.dcql_query
@@ -133,6 +138,8 @@ def _consent_view(pending: presentation.Pending, language: str) -> dict[str, Any
                         "id": card.public_id,
                         "name": name,
                         "issuer": issuer,
+                        # Tells apart two credentials of one type (e.g. a renewed one).
+                        "received": _minute(card.received_at),
                         "claims": [_claim_label(labels, p) for p in match.claim_paths],
                     }
                 )

@@ -138,6 +138,8 @@ def test_journey_b_two_issuers_one_answer(world_b: World) -> None:
     assert "arbetspraktik" in screen.text  # the purpose, in Swedish
     # Both requested credentials on the one screen, each with its labelled claims.
     assert screen.text.count("Ur intyget") >= 2, screen.text
+    # Each choice says when it was received, so two of one type can be told apart.
+    assert len(re.findall(r"mottaget \d{4}-\d\d-\d\d \d\d:\d\d UTC", screen.text)) >= 2
     approve = re.findall(r'action="(/presentations/[^"]+/approve)"', screen.text)
     assert len(approve) == 1  # one answer for both
 
