@@ -3,8 +3,9 @@
     .venv/bin/python deploy/make_secrets.py /srv/intyg/secrets
     INTYG_SECRETS_DIR=/srv/intyg/secrets docker compose ...
 
-deploy/dev-secrets/ was made this way; it is in git, so its secrets are public: development
-only. A production deployment makes its own folder outside git (files mode 0600, read by
+The development configuration reads ``deploy/dev-secrets/`` (git-ignored; make it with
+``.venv/bin/python deploy/make_secrets.py deploy/dev-secrets`` before ``docker compose --profile
+dev up``). A production deployment makes its own folder outside git (files mode 0600, read by
 Docker Compose, which mounts each into the container as ``/run/secrets/<name>``) and then
 replaces the eID files with its real eID provider's client configuration.
 """

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -30,6 +32,21 @@ ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
+#: The development secrets docker-compose.yml reads by default: generated, never in git.
+DEV_SECRETS = ROOT / "deploy" / "dev-secrets"
+
+
+def dev_secrets() -> Path:
+    """``deploy/dev-secrets``, written by ``deploy/make_secrets.py`` on first use."""
+    if not (DEV_SECRETS / "dev-secrets.json").exists():
+        subprocess.run(
+            [sys.executable, str(ROOT / "deploy" / "make_secrets.py"), str(DEV_SECRETS)],
+            check=True,
+            capture_output=True,
+        )
+    return DEV_SECRETS
+
+
 SCHEMA_FILE = Path(__file__).resolve().parent / "compose-spec.json"
 SECRETS_PREFIX = "/run/secrets/"
 

@@ -34,6 +34,7 @@ from .compose import (
     SCHEMA_FILE,
     SECRETS_PREFIX,
     command_port,
+    dev_secrets,
     dockerfile_instructions,
     exec_form,
     intyg_services,
@@ -44,7 +45,7 @@ from .compose import (
 )
 
 SCHEMA_SHA256 = "d549057ebc2925f39f62799eab0db7b9e2c18b35b6c00595199116da3ed10e64"
-DEV_SECRETS = ROOT / "deploy" / "dev-secrets"
+DEV_SECRETS = dev_secrets()
 INIT_SCRIPT = ROOT / "deploy" / "postgres" / "init-databases.sh"
 
 

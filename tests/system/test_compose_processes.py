@@ -43,6 +43,7 @@ from . import INTYG, PORT_VARIABLES, free_ports
 from .compose import (
     ROOT,
     SECRETS_PREFIX,
+    dev_secrets,
     dockerfile_instructions,
     exec_form,
     intyg_services,
@@ -184,9 +185,9 @@ def machine(tmp_path: Path) -> Iterator[Machine]:
 
 def _write_secrets(machine: Machine, compose: dict[str, Any]) -> None:
     machine.secrets_dir.mkdir(parents=True)
+    demo = dev_secrets() / "dev-secrets.json"
     for name, path in secret_files(compose).items():
         (machine.secrets_dir / name).write_text(machine.text(path.read_text()), encoding="utf-8")
-    demo = ROOT / "deploy" / "dev-secrets" / "dev-secrets.json"
     (machine.secrets_dir / demo.name).write_text(demo.read_text(), encoding="utf-8")
 
 
