@@ -26,7 +26,8 @@ from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from sqlalchemy.engine import Engine
 
-from intyg.fetch import Fetch
+from intyg.fetch import Fetch, deferrable
+from intyg.web import fastlane
 from intyg.web.bodies import BodyLimitMiddleware
 from intyg.web.crypto_store import CryptoStore
 from intyg.web.db import install_database_error_handlers
@@ -127,6 +128,7 @@ def build_context(
             )
         )
         fetch = client.fetch
+    fetch = deferrable(fetch)  # the response endpoint tries the pipeline on the event loop
     trust = (trust or _trust_list(settings)).with_fetch(fetch)
     checker = StatusChecker(
         trust,
@@ -216,6 +218,7 @@ def create_app(
         if not isinstance(router, APIRouter):
             raise TypeError(f"{spec} is not an APIRouter")
         app.include_router(router)
+    fastlane.install(app)
     install_operations(app, checks=readiness_checks(ctx), development=settings.is_development)
     return app
 

@@ -20,11 +20,14 @@ from starlette.concurrency import run_in_threadpool
 
 from intyg import oid4vp as core
 from intyg import strict_json
-from intyg.web.bodies import read_form
+from intyg.web import fastlane
+from intyg.web.bodies import parse_form, read_form
 from intyg.web.errors import ProtocolError
+from intyg.web.fastlane import FastReply, FastRequest, FastRoute
 
 from . import transactions
-from .app import Context
+from .app import Context, VerifierContext
+from .settings import VerifierSettings
 
 __all__ = ["router"]
 
@@ -60,12 +63,24 @@ async def post_request_object(transaction_id: str, request: Request, ctx: Contex
     return _request_object_response(jwt)
 
 
-@router.post("/response")
-async def response_endpoint(request: Request, ctx: Context) -> JSONResponse:
+def _response_limit(settings: VerifierSettings) -> int:
+    return min(settings.max_response_bytes, settings.max_body_bytes)
+
+
+async def response_endpoint(request: FastRequest) -> FastReply:
     """§8.2 Response Endpoint (``direct_post`` and ``direct_post.jwt``)."""
-    form = await read_form(request, max_bytes=ctx.settings.max_response_bytes, max_fields=8)
-    body = await run_in_threadpool(transactions.handle_response, ctx, form)
-    return JSONResponse(body, headers=NO_STORE)
+    ctx: VerifierContext = request.scope["app"].state.verifier
+    form = parse_form(request.body, max_fields=8, max_field_bytes=ctx.settings.max_response_bytes)
+    return FastReply(await transactions.handle_response(ctx, form))
+
+
+#: Served by :mod:`intyg.web.fastlane` (hundreds a second); declared here like the rest.
+RESPONSE = FastRoute(
+    "/response",
+    response_endpoint,
+    max_bytes=lambda scope: _response_limit(scope["app"].state.verifier.settings),
+)
+router.add_api_route("/response", fastlane.endpoint(RESPONSE), methods=["POST"])
 
 
 @router.post("/deletion")

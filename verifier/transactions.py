@@ -21,17 +21,20 @@ import json
 import logging
 import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import sqlalchemy as sa
+from starlette.concurrency import run_in_threadpool
 
 from intyg import dcql, jose, jwe, oid4vp, strict_json
+from intyg.fetch import WouldBlock, non_blocking
 from intyg.web import db, metrics
+from intyg.web.batching import Batcher, isolating
 from intyg.web.crypto_store import record_aad
-from intyg.web.errors import ProtocolError
+from intyg.web.errors import ProtocolError, ServiceUnavailable
 
 from . import audit, pipeline, templates
 from .models import (
@@ -243,14 +246,26 @@ def request_claims(ctx: VerifierContext, transaction: Transaction) -> dict[str, 
 # data-modifying CTEs fed by the UPDATE's RETURNING); on SQLite the same statements run in
 # one ``BEGIN IMMEDIATE`` transaction. Plain SQL on the pooled driver connection
 # (:func:`intyg.web.db.driver_connection`), no ORM: the tables are those of ``models.py``.
+#
+# Concurrent responses share those round trips (intyg.web.batching): one SELECT finds the
+# transactions of all responses that arrived meanwhile, one database transaction records
+# all their outcomes (PostgreSQL: sent in one round trip). The response is handled on the
+# event loop; the pipeline moves to a thread only when it must fetch (a status list or
+# issuer metadata not in the cache, intyg.fetch.non_blocking).
 
 _LOCATE = (
     "SELECT id, employer_id, template, state_hash, nonce, response_mode, sealed_encryption_key,"
     " CAST(dcql_query AS TEXT), retention_days, status_unknown_policy, same_device_redirect,"
     " expires_at, used_at FROM transactions WHERE {column} = :key"
 )
-_LOCATE_BY_STATE = _LOCATE.format(column="state_hash")
-_LOCATE_BY_KID = _LOCATE.format(column="encryption_kid")
+#: PostgreSQL: the transactions of many keys at once, each row followed by its key.
+_LOCATE_ANY = (
+    "SELECT id, employer_id, template, state_hash, nonce, response_mode, sealed_encryption_key,"
+    " CAST(dcql_query AS TEXT), retention_days, status_unknown_policy, same_device_redirect,"
+    " expires_at, used_at, {column} FROM transactions WHERE {column} = ANY(:keys)"
+)
+_BY_STATE = "state_hash"
+_BY_KID = "encryption_kid"
 _CONSUME = (
     "UPDATE transactions SET used_at = :now, status = :status, completed_at = :now,"
     " response_code_hash = :response_code_hash, wallet_error = :wallet_error,"
@@ -342,13 +357,52 @@ def _outcome_statements(dialect: str, tables: tuple[str, ...]) -> tuple[str, ...
     return (_CONSUME, *(given + sql for sql in inserts))
 
 
-def _find(ctx: VerifierContext, sql: str, key: str) -> Located | None:
+def _find_many(ctx: VerifierContext, lookups: Sequence[tuple[str, str]]) -> list[Located | None]:
+    """The transactions of ``(column, key)`` lookups, in one round trip per column on
+    PostgreSQL (one statement per lookup on SQLite, on one connection)."""
     with db.driver_connection(ctx.engine) as connection:
-        rows = connection.execute(sql, {"key": key})
-    return Located(*rows[0]) if rows else None
+        if connection.dialect_name != "postgresql":
+            return [
+                next((Located(*row) for row in connection.execute(
+                    _LOCATE.format(column=column), {"key": key})), None)
+                for column, key in lookups
+            ]  # fmt: skip
+        found: dict[tuple[str, str], Located] = {}
+        for column in {column for column, _ in lookups}:
+            keys = [key for c, key in lookups if c == column]
+            for *row, key in connection.execute(_LOCATE_ANY.format(column=column), {"keys": keys}):
+                found[(column, key)] = Located(*row)
+    return [found.get(lookup) for lookup in lookups]
 
 
-def _locate(
+class _Batchers:
+    """The per-app batchers of the response endpoint (``ctx.extras``)."""
+
+    def __init__(self, ctx: VerifierContext) -> None:
+        shared = (ServiceUnavailable,)  # the database is down: every response waits or fails
+        self.find: Batcher[tuple[str, str], Located | None] = Batcher(
+            isolating(functools.partial(_find_many, ctx), shared)
+        )
+        self.record: Batcher[_Outcome, bool] = Batcher(
+            isolating(functools.partial(_record_many, ctx), shared)
+        )
+
+
+def _batchers(ctx: VerifierContext) -> _Batchers:
+    batchers = ctx.extras.get(_BATCHERS)
+    if batchers is None:
+        batchers = ctx.extras.setdefault(_BATCHERS, _Batchers(ctx))
+    return batchers  # type: ignore[no-any-return]
+
+
+_BATCHERS = "transactions.batchers"
+
+
+async def _find(ctx: VerifierContext, column: str, key: str) -> Located | None:
+    return await _batchers(ctx).find.submit((column, key))
+
+
+async def _locate(
     ctx: VerifierContext, form: Mapping[str, str]
 ) -> tuple[Located, Mapping[str, str], bool]:
     """The transaction a response names, its response parameters and whether they came
@@ -357,7 +411,7 @@ def _locate(
         state = form.get("state")
         if not state:
             raise ProtocolError("invalid_request", "state is required")
-        transaction = _find(ctx, _LOCATE_BY_STATE, digest(state))
+        transaction = await _find(ctx, _BY_STATE, digest(state))
         if transaction is None:
             raise _unknown()
         return transaction, form, False
@@ -369,7 +423,7 @@ def _locate(
         kid = jwe.parse_header(form["response"])["kid"]
     except jwe.JWEError as exc:
         raise ProtocolError("invalid_request", f"response: {exc}") from None
-    transaction = _find(ctx, _LOCATE_BY_KID, kid) if isinstance(kid, str) else None
+    transaction = await _find(ctx, _BY_KID, kid) if isinstance(kid, str) else None
     if transaction is None or transaction.sealed_encryption_key is None:
         raise _unknown()
     private = ctx.store.open_jwk(
@@ -388,13 +442,15 @@ def _locate(
     return transaction, fields, True
 
 
-def _record(
-    ctx: VerifierContext, transaction: Located, tables: tuple[str, ...], values: dict[str, Any]
-) -> bool:
-    """Consume ``transaction`` and insert the outcome's rows, atomically; False (nothing
-    written) when another response consumed it first. Retried through a moment of
-    contention or a database restart: the outcome must not be lost
-    (:data:`intyg.web.db.WORKFLOW_PATIENCE_SECONDS`)."""
+@dataclass(frozen=True)
+class _Outcome:
+    """What one response records: the tables it inserts into and the statement values."""
+
+    tables: tuple[str, ...]
+    parameters: dict[str, Any]
+
+
+def _outcome(transaction: Located, tables: tuple[str, ...], values: dict[str, Any]) -> _Outcome:
     parameters = {
         "id": transaction.id,
         "employer_id": transaction.employer_id,
@@ -406,20 +462,46 @@ def _record(
     for name, value in parameters.items():
         if isinstance(value, list | dict):
             parameters[name] = json.dumps(value)
+    return _Outcome(tables, parameters)
 
-    def write() -> bool:
-        with db.driver_connection(ctx.engine) as connection:
-            consume, *inserts = _outcome_statements(connection.dialect_name, tables)
-            if not inserts:
-                return bool(connection.execute(consume, parameters))
-            with connection.transaction():
-                if not connection.execute(consume, parameters):
-                    return False
-                for sql in inserts:
-                    connection.execute(sql, parameters)
-            return True
 
-    return db.patiently(write, db.WORKFLOW_PATIENCE_SECONDS)
+def _write_outcomes(ctx: VerifierContext, outcomes: Sequence[_Outcome]) -> list[bool]:
+    """Consume each outcome's transaction and insert its rows, all in one database
+    transaction; per outcome, False (nothing written for it) when its transaction was
+    consumed before (by an earlier outcome or another process)."""
+    with db.driver_connection(ctx.engine) as connection:
+        dialect = connection.dialect_name
+        if dialect == "postgresql":
+            statements = [
+                (_outcome_statements(dialect, outcome.tables)[0], outcome.parameters)
+                for outcome in outcomes
+            ]
+            return [bool(rows) for rows in connection.execute_together(statements)]
+        with connection.transaction():
+            return [_write_sqlite(connection, outcome) for outcome in outcomes]
+
+
+def _write_sqlite(connection: db.DriverConnection, outcome: _Outcome) -> bool:
+    consume, *inserts = _outcome_statements(connection.dialect_name, outcome.tables)
+    if not connection.execute(consume, outcome.parameters):
+        return False
+    for sql in inserts:
+        connection.execute(sql, outcome.parameters)
+    return True
+
+
+def _record_many(ctx: VerifierContext, outcomes: Sequence[_Outcome]) -> list[bool]:
+    """:func:`_write_outcomes`, retried through a moment of contention or a database restart:
+    an outcome must not be lost (:data:`intyg.web.db.WORKFLOW_PATIENCE_SECONDS`)."""
+    return db.patiently(lambda: _write_outcomes(ctx, outcomes), db.WORKFLOW_PATIENCE_SECONDS)
+
+
+async def _record(
+    ctx: VerifierContext, transaction: Located, tables: tuple[str, ...], values: dict[str, Any]
+) -> bool:
+    """Consume ``transaction`` and insert the outcome's rows, atomically; False (nothing
+    written) when another response consumed it first."""
+    return await _batchers(ctx).record.submit(_outcome(transaction, tables, values))
 
 
 def _record_replay(
@@ -477,13 +559,10 @@ def _query(document: Mapping[str, Any] | str) -> dcql.DCQLQuery:
     return query
 
 
-def handle_response(ctx: VerifierContext, form: Mapping[str, str]) -> dict[str, str]:
-    """Process one ``direct_post`` / ``direct_post.jwt``; the 200 body, or raises 4xx.
-
-    Blocking (database, status list fetches): call it from a worker thread.
-    """
+async def handle_response(ctx: VerifierContext, form: Mapping[str, str]) -> dict[str, str]:
+    """Process one ``direct_post`` / ``direct_post.jwt``; the 200 body, or raises 4xx."""
     now = ctx.clock()
-    transaction, fields, encrypted = _locate(ctx, form)
+    transaction, fields, encrypted = await _locate(ctx, form)
     fresh = transaction.used_at is None
     if fresh and transaction.expires_at <= now:
         raise _unknown()  # expired and never used: nothing stored (T102)
@@ -500,23 +579,35 @@ def handle_response(ctx: VerifierContext, form: Mapping[str, str]) -> dict[str, 
     except oid4vp.OID4VPError as exc:
         response, parse_error = None, exc.description
     if response is not None and response.error is not None and parse_error is None:
-        return _wallet_error(ctx, transaction, response, fresh, now)
+        return await _wallet_error(ctx, transaction, response, fresh, now)
     if parse_error is not None or response is None:
         result = pipeline.failure(pipeline.PARSE, parse_error or "malformed response")
         if not fresh:
             result = result.as_replay()
     else:
-        result = ctx.pipeline.run(response.vp_token, _request_for(ctx, transaction, fresh))
+        result = await _verify(ctx, response.vp_token, _request_for(ctx, transaction, fresh))
     if fresh and result.verified:
-        reply = _store_verified(ctx, transaction, result, now)
+        reply = await _store_verified(ctx, transaction, result, now)
         if reply is not None:
             return reply
         fresh, result = False, result.as_replay()  # another response consumed it first
-    _store_rejection(ctx, transaction, result, fresh, now)
+    await _store_rejection(ctx, transaction, result, fresh, now)
     raise ProtocolError(
         "invalid_request",
         "the presentation was rejected; failed checks: " + ", ".join(result.failed_checks),
     )
+
+
+async def _verify(
+    ctx: VerifierContext, vp_token: Any, request: pipeline.PresentationRequest
+) -> pipeline.PipelineResult:
+    """The pipeline on the event loop while all it needs is cached; in a thread when it
+    must fetch (it is pure apart from fetches, so starting it again is harmless)."""
+    try:
+        with non_blocking():
+            return ctx.pipeline.run(vp_token, request)
+    except WouldBlock:
+        return await run_in_threadpool(ctx.pipeline.run, vp_token, request)
 
 
 def _response_code(transaction: Located) -> tuple[str | None, str | None]:
@@ -548,7 +639,7 @@ def _audit(
     return {name: row[name] for name in ("actor", "action", "subject", "details")}
 
 
-def _store_verified(
+async def _store_verified(
     ctx: VerifierContext, transaction: Located, result: pipeline.PipelineResult, now: int
 ) -> dict[str, str] | None:
     """Consume the transaction and record the result; the reply, or None when another
@@ -590,7 +681,7 @@ def _store_verified(
         )
         values["retain_until"] = now + transaction.retention_days * DAY
         tables += ("disclosed_claims",)
-    if not _record(ctx, transaction, tables, values):
+    if not await _record(ctx, transaction, tables, values):
         return None
     _count(transaction, "verified", result)
     return _reply(redirect_uri)
@@ -610,7 +701,7 @@ def _count(
     metrics.VERIFICATIONS.labels(template, outcome).inc()
 
 
-def _store_rejection(
+async def _store_rejection(
     ctx: VerifierContext,
     transaction: Located,
     result: pipeline.PipelineResult,
@@ -631,16 +722,16 @@ def _store_rejection(
             ),
         }
         tables = ("rejections", "audit_log", "webhook_outbox")
-        if _record(ctx, transaction, tables, values):
+        if await _record(ctx, transaction, tables, values):
             _count(transaction, "rejected", result)
         else:
             fresh, result = False, result.as_replay()
     if not fresh:
-        _record_replay(ctx, transaction, result, now)
+        await run_in_threadpool(_record_replay, ctx, transaction, result, now)
     logger.info("transaction %s rejected: %s", transaction.id, ",".join(result.failed_checks))
 
 
-def _wallet_error(
+async def _wallet_error(
     ctx: VerifierContext,
     transaction: Located,
     response: oid4vp.DirectPostResponse,
@@ -661,11 +752,13 @@ def _wallet_error(
             "checks": [],
             **_audit("wallet_error", transaction, now, {"error": response.error}),
         }
-        if _record(ctx, transaction, ("rejections", "audit_log", "webhook_outbox"), values):
+        if await _record(ctx, transaction, ("rejections", "audit_log", "webhook_outbox"), values):
             _count(transaction, "wallet_error")
             return _reply(redirect_uri)
     replay = pipeline.PipelineResult(()).as_replay()
-    _record_replay(ctx, transaction, replay, now, wallet_error=response.error)
+    await run_in_threadpool(
+        _record_replay, ctx, transaction, replay, now, wallet_error=response.error
+    )
     raise _unknown()
 
 

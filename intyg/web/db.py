@@ -405,6 +405,29 @@ class DriverConnection:
         finally:
             cursor.close()
 
+    def execute_together(
+        self, statements: Sequence[tuple[str, Mapping[str, Any]]]
+    ) -> list[list[tuple[Any, ...]]]:
+        """Run ``statements`` in one transaction; the rows of each. PostgreSQL gets them in
+        one round trip (psycopg pipeline mode: BEGIN, the statements, COMMIT); an error in
+        any rolls back all."""
+        if any(_has_nul(parameters) for _, parameters in statements):
+            raise ProtocolError("invalid_request", "text value contains a NUL character")
+        if self.dialect_name == "sqlite":
+            with self.transaction():
+                return [self.execute(sql, parameters) for sql, parameters in statements]
+        with self.raw.pipeline(), self.raw.transaction():
+            cursors = []
+            for sql, parameters in statements:
+                cursor = self.raw.cursor()
+                cursor.execute(_for_driver(sql, self._paramstyle), parameters)
+                cursors.append(cursor)
+        try:
+            return [c.fetchall() if c.description is not None else [] for c in cursors]
+        finally:
+            for cursor in cursors:
+                cursor.close()
+
     @contextmanager
     def transaction(self) -> Iterator[None]:
         """BEGIN (SQLite: ``BEGIN IMMEDIATE``, the write lock at once, L04) ... COMMIT, or
