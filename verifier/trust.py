@@ -64,6 +64,7 @@ ISSUER_TRUSTED_FOR_TYPE = "issuer_trusted_for_type"
 RESERVED_TYPES: Mapping[str, str] = MappingProxyType({REGISTRATION_CERTIFICATE_VCT: AF_ORG_NUMBER})
 _SELF_KEY_HEADERS = ("jwk", "jku", "x5u")
 MAX_TRUST_LIST_BYTES = 1024 * 1024
+MAX_CACHED_CHAINS = 1024
 
 
 class TrustError(sdjwt_vc.SDJWTVCError):
@@ -119,6 +120,10 @@ class TrustList:
                         f"trust list entry {issuer.id!r} may not issue {vct} "
                         "(only Arbetsförmedlingen may)"
                     )
+        # _by_chain's answers of the current second (a chain is valid or not for the whole
+        # second; an issuer presents the same chain in every credential).
+        self._chains: dict[tuple[tuple[str, ...], str | None], IssuerKey | TrustError] = {}
+        self._chains_at = 0
 
     def with_fetch(self, fetch: Fetch) -> TrustList:
         return TrustList(self.issuers, fetch)
@@ -144,6 +149,23 @@ class TrustList:
     def _by_chain(self, x5c: Any, iss: Any, now: int) -> IssuerKey:
         if not isinstance(x5c, list) or not x5c or not all(isinstance(c, str) for c in x5c):
             raise TrustError(ISSUER_TRUSTED, "x5c must be a non-empty array of certificates")
+        if iss is not None and not isinstance(iss, str):
+            return self._chain_lookup(x5c, iss, now)
+        if now != self._chains_at or len(self._chains) > MAX_CACHED_CHAINS:
+            self._chains, self._chains_at = {}, now
+        key = (tuple(x5c), iss)
+        answer = self._chains.get(key)
+        if answer is None:
+            try:
+                answer = self._chain_lookup(x5c, iss, now)
+            except TrustError as exc:
+                answer = exc
+            self._chains[key] = answer
+        if isinstance(answer, TrustError):
+            raise TrustError(answer.check, str(answer))
+        return answer
+
+    def _chain_lookup(self, x5c: list[str], iss: Any, now: int) -> IssuerKey:
         matches: list[tuple[TrustedIssuer, x509.ValidatedChain]] = []
         for issuer in self.issuers:
             if not issuer.trust_anchors:
