@@ -339,22 +339,86 @@ def _for_dialect(sql: str, dialect: str) -> str:
 
 
 @functools.cache
-def _outcome_statements(dialect: str, tables: tuple[str, ...]) -> tuple[str, ...]:
-    """PostgreSQL: one statement. SQLite: the consume, then one INSERT per table, each with
-    ``consumed`` made from the parameters (run only when the consume matched)."""
-    inserts = [
-        _for_dialect(f"INSERT INTO {table} ({_ROWS[table][0]}) {_ROWS[table][1]}", dialect)
-        for table in tables
-    ]
-    if dialect == "postgresql":
-        rows = "".join(f", row_{i} AS ({sql})" for i, sql in enumerate(inserts))
-        # Only module constants are joined here; every value is a bound parameter.
-        return (f"WITH consumed AS ({_CONSUME}){rows} SELECT id FROM consumed",)  # noqa: S608
+def _outcome_statements(tables: tuple[str, ...]) -> tuple[str, ...]:
+    """SQLite: the consume, then one INSERT per table, each with ``consumed`` made from the
+    parameters (run only when the consume matched)."""
     given = (
         "WITH consumed(id, employer_id, wallet_error, wallet_error_description)"
         " AS (SELECT :id, :employer_id, :wallet_error, :wallet_error_description) "
     )
-    return (_CONSUME, *(given + sql for sql in inserts))
+    inserts = (
+        given + _for_dialect(f"INSERT INTO {table} ({_ROWS[table][0]}) {_ROWS[table][1]}", "sqlite")
+        for table in tables
+    )
+    return (_CONSUME, *inserts)
+
+
+#: The ``input`` rows of a PostgreSQL batch: every outcome parameter with its type, and ``n``,
+#: the outcome's position in the batch.
+_INPUT_COLUMNS = {
+    "n": "integer",
+    "id": "text",
+    "employer_id": "integer",
+    "now": "bigint",
+    "status": "text",
+    "response_code_hash": "text",
+    "wallet_error": "text",
+    "wallet_error_description": "text",
+    "kind": "text",
+    "failed_checks": "json",
+    "checks": "json",
+    "credentials": "json",
+    "dropped_claims": "json",
+    "holder_key_refs": "json",
+    "actor": "text",
+    "action": "text",
+    "subject": "text",
+    "details": "json",
+    "sealed_claims": "text",
+    "retain_until": "bigint",
+}
+_PARAMETER_NAME = re.compile(r"(?<!:):(\w+)")
+
+
+def _over_input(sql: str) -> str:
+    """One outcome's statement rewritten over the batch's ``input`` rows: ``:name`` (and
+    ``JSON(:name)``) become ``i.name``; a row selected from ``consumed`` joins its input."""
+    sql = _PARAMETER_NAME.sub(r"i.\1", _JSON_PARAMETER.sub(r":\1", sql))
+    return sql.replace("FROM consumed", "FROM consumed JOIN input i ON i.n = consumed.n")
+
+
+@functools.cache
+def _batch_statement(tables: tuple[str, ...]) -> str:
+    """PostgreSQL: the outcomes of a batch that insert into ``tables``, in one statement. The
+    batch is one JSON parameter (an array of objects) unpacked by ``json_to_recordset``;
+    the consume is the one-outcome ``UPDATE`` joined to it, the rows are data-modifying
+    CTEs fed by its ``RETURNING``. Two outcomes for one transaction: the ``UPDATE`` takes
+    one of them (its ``n`` is returned), the other gets no rows."""
+    columns = ", ".join(f"{name} {kind}" for name, kind in _INPUT_COLUMNS.items())
+    consume = (
+        _over_input(_CONSUME)
+        # ``= ANY(:ids)``: the batch's rows by primary key, whatever the planner thinks of
+        # the ``input`` rows (without it a generic plan may scan the whole table).
+        .replace(
+            " WHERE id = i.id",
+            " FROM input i WHERE transactions.id = ANY(CAST(:ids AS TEXT[]))"
+            " AND transactions.id = i.id",
+        )
+        .replace(
+            "RETURNING id, employer_id, wallet_error, wallet_error_description",
+            "RETURNING transactions.id, transactions.employer_id, transactions.wallet_error,"
+            " transactions.wallet_error_description, i.n",
+        )
+    )
+    rows = "".join(
+        f", row_{table} AS (INSERT INTO {table} ({_ROWS[table][0]}) {_over_input(_ROWS[table][1])})"
+        for table in tables
+    )
+    # Only module constants are joined here; every value comes from the bound parameter.
+    return (
+        f"WITH input AS (SELECT * FROM json_to_recordset(CAST(:batch AS JSON)) AS x({columns}))"  # noqa: S608
+        f", consumed AS ({consume}){rows} SELECT n FROM consumed"
+    )
 
 
 def _find_many(ctx: VerifierContext, lookups: Sequence[tuple[str, str]]) -> list[Located | None]:
@@ -459,10 +523,15 @@ def _outcome(transaction: Located, tables: tuple[str, ...], values: dict[str, An
         "wallet_error_description": None,
         **values,
     }
-    for name, value in parameters.items():
-        if isinstance(value, list | dict):
-            parameters[name] = json.dumps(value)
     return _Outcome(tables, parameters)
+
+
+def _statement_parameters(outcome: _Outcome) -> dict[str, Any]:
+    """The outcome's values as statement parameters (JSON documents as text)."""
+    return {
+        name: json.dumps(value) if isinstance(value, list | dict) else value
+        for name, value in outcome.parameters.items()
+    }
 
 
 def _write_outcomes(ctx: VerifierContext, outcomes: Sequence[_Outcome]) -> list[bool]:
@@ -472,21 +541,29 @@ def _write_outcomes(ctx: VerifierContext, outcomes: Sequence[_Outcome]) -> list[
     with db.driver_connection(ctx.engine) as connection:
         dialect = connection.dialect_name
         if dialect == "postgresql":
+            groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+            for n, outcome in enumerate(outcomes):
+                groups.setdefault(outcome.tables, []).append({"n": n, **outcome.parameters})
             statements = [
-                (_outcome_statements(dialect, outcome.tables)[0], outcome.parameters)
-                for outcome in outcomes
+                (
+                    _batch_statement(tables),
+                    {"batch": json.dumps(batch), "ids": [row["id"] for row in batch]},
+                )
+                for tables, batch in groups.items()
             ]
-            return [bool(rows) for rows in connection.execute_together(statements)]
+            consumed = {n for rows in connection.execute_together(statements) for (n,) in rows}
+            return [n in consumed for n in range(len(outcomes))]
         with connection.transaction():
             return [_write_sqlite(connection, outcome) for outcome in outcomes]
 
 
 def _write_sqlite(connection: db.DriverConnection, outcome: _Outcome) -> bool:
-    consume, *inserts = _outcome_statements(connection.dialect_name, outcome.tables)
-    if not connection.execute(consume, outcome.parameters):
+    consume, *inserts = _outcome_statements(outcome.tables)
+    parameters = _statement_parameters(outcome)
+    if not connection.execute(consume, parameters):
         return False
     for sql in inserts:
-        connection.execute(sql, outcome.parameters)
+        connection.execute(sql, parameters)
     return True
 
 
