@@ -18,7 +18,7 @@ import hashlib
 import time
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Any, NamedTuple
 
 from cryptography.exceptions import InvalidSignature
@@ -131,9 +131,19 @@ class Key:
     def has_private(self) -> bool:
         return self.private_key is not None
 
+    @cached_property
+    def _members(self) -> dict[str, str]:
+        # Computed once per key object (the instance is frozen; keys repeat: a wallet's
+        # DPoP key, a holder key checked, thumbprinted and bound within one request).
+        return _public_members(self.public_key)
+
+    @cached_property
+    def _thumbprint(self) -> str:
+        return jwk_thumbprint(self._members)
+
     def public_jwk(self) -> dict[str, str]:
         """The public JWK (with ``kid`` when known)."""
-        jwk = _public_members(self.public_key)
+        jwk = dict(self._members)
         if self.kid:
             jwk["kid"] = self.kid
         return jwk
@@ -148,7 +158,7 @@ class Key:
 
     def thumbprint(self) -> str:
         """RFC 7638 SHA-256 thumbprint of the public key."""
-        return jwk_thumbprint(_public_members(self.public_key))
+        return self._thumbprint
 
     def public(self) -> Key:
         return Key(self.alg, self.public_key, None, self.kid)
@@ -305,15 +315,16 @@ def _key_from_public(public: Any, private: Any, kid: str | None) -> Key:
     return key.with_kid(kid or key.thumbprint())
 
 
+_P256 = ec.SECP256R1()
+
+
 @lru_cache(maxsize=4096)
 def _ec_public_from_coordinates(x: str, y: str) -> ec.EllipticCurvePublicKey:
     xb, yb = b64url_decode(x), b64url_decode(y)
     if len(xb) != 32 or len(yb) != 32:
         raise JoseError("EC JWK coordinates must be 32 bytes for P-256")
-    try:
-        return ec.EllipticCurvePublicNumbers(
-            int.from_bytes(xb, "big"), int.from_bytes(yb, "big"), ec.SECP256R1()
-        ).public_key()
+    try:  # SEC 1 §2.3.4 uncompressed point; checked to lie on the curve
+        return ec.EllipticCurvePublicKey.from_encoded_point(_P256, b"\x04" + xb + yb)
     except ValueError as exc:
         raise JoseError("EC JWK point is not on P-256") from exc
 

@@ -22,7 +22,16 @@ from intyg.web.audit import AuditError, check_no_personal_numbers
 from .db import Unit
 from .models import AuditEntry
 
-__all__ = ["AuditError", "Reference", "append", "entries", "record", "reference"]
+__all__ = [
+    "AuditError",
+    "Reference",
+    "append",
+    "checked",
+    "entries",
+    "record",
+    "reference",
+    "written",
+]
 
 logger = logging.getLogger("issuer.audit")
 _ENTRIES = AuditEntry.__table__  # type: ignore[attr-defined]
@@ -94,6 +103,24 @@ def append(
     return _insert(unit, _values(actor, action, now, subject, details))
 
 
+def checked(
+    *,
+    actor: str,
+    action: str,
+    now: int,
+    subject: str | None = None,
+    details: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The values of an entry, checked as :func:`record` checks them, for a caller that
+    writes the row itself in its transaction (then calls :func:`written`)."""
+    return _values(actor, action, now, subject, details)
+
+
+def written(values: Mapping[str, Any]) -> None:
+    """Log an entry made from :func:`checked` values once it is written."""
+    logger.info("audit %s by %s on %s", values["action"], values["actor"], values["subject"] or "-")
+
+
 def _values(
     actor: str, action: str, now: int, subject: str | None, details: Mapping[str, Any] | None
 ) -> dict[str, Any]:
@@ -115,7 +142,7 @@ def _insert(unit: Unit, values: dict[str, Any]) -> int:
     # A Core INSERT ... RETURNING: the row is only ever appended, the ORM unit of work
     # (identity map, flush bookkeeping) would buy nothing.
     entry_id: int = _INSERT.first(unit, values)[0]  # type: ignore[index]
-    logger.info("audit %s by %s on %s", values["action"], values["actor"], values["subject"] or "-")
+    written(values)
     return entry_id
 
 

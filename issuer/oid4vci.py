@@ -18,14 +18,17 @@ refusal is an OAuth error body from :mod:`intyg.web.errors`, never a 200.
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import hmac
 import html
 import secrets
-from collections.abc import Mapping, Sequence
-from typing import Annotated, Any
+from collections.abc import Callable, Mapping, Sequence
+from contextvars import copy_context
+from typing import Annotated, Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+import anyio.to_thread
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
@@ -33,16 +36,24 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from intyg import client_attestation, jose, oid4vci, schemas, sdjwt_vc, vcdm
 from intyg.sdjwt import SD
-from intyg.web import db, metrics
-from intyg.web.bodies import form_body, json_body
+from intyg.web import db, fastlane, metrics
+from intyg.web.bodies import (
+    DEFAULT_MAX_BODY_BYTES,
+    JSON,
+    form_body,
+    json_body,
+    parse_form,
+    parse_json,
+)
 from intyg.web.errors import NO_STORE, BearerTokenError, ProtocolError
+from intyg.web.fastlane import FastReply, FastRequest, FastRoute
 from intyg.web.faults import crash_point
 from intyg.web.oidc import OidcError, OidcRelyingParty
 from intyg.web.outbound import OutboundClient
 
-from . import agencies, audit, offers, records
+from . import agencies, audit, offers, records, single_statement
 from . import status as issuer_status
-from .app import Context, IssuerContext
+from .app import Context, IssuerContext, hot_threads
 from .db import Unit
 from .keys import ActiveKey
 from .models import (
@@ -57,14 +68,18 @@ from .models import (
 )
 from .tokens import (
     ALGORITHMS,
+    DPOP_REPLAY,
     AuthenticatedToken,
     TokenGrant,
     authenticate,
     check_client_attestation,
     check_dpop,
+    dpop_replay_jti,
     issue_access_token,
     maybe_sweep,
+    presented_token,
     remember_jti,
+    sweep_due,
     wallet_trust_anchors,
 )
 
@@ -77,6 +92,7 @@ __all__ = [
 ]
 
 router = APIRouter()
+T = TypeVar("T")
 
 REQUEST_URI_PREFIX = "urn:ietf:params:oauth:request_uri:"
 DAY = 86_400
@@ -332,34 +348,50 @@ def _new_c_nonce(key: bytes, expires_at: int) -> str:
     return jose.b64url_encode(body + _nonce_mac(key, body))
 
 
-def _redeem_c_nonce(unit: Unit, key: bytes, c_nonce: str | None, now: int) -> bool:
-    """§8.3.1.2: True if ``c_nonce`` is ours (MAC), unexpired and not redeemed before; it is
-    then marked used in ``unit``'s transaction."""
+def _c_nonce_expiry(key: bytes, c_nonce: str | None, now: int) -> int | None:
+    """The expiry of ``c_nonce`` if it is ours (MAC) and unexpired, else None (whether it
+    was redeemed before is the database's to say)."""
     if not isinstance(c_nonce, str) or len(c_nonce) > 2 * _NONCE_LENGTH:
-        return False
+        return None
     try:
         raw = jose.b64url_decode(c_nonce)
     except jose.JoseError:
-        return False
+        return None
     body, mac = raw[:-_NONCE_MAC], raw[-_NONCE_MAC:]
     if len(raw) != _NONCE_LENGTH or not hmac.compare_digest(mac, _nonce_mac(key, body)):
-        return False
+        return None
     expires_at = int.from_bytes(body[_NONCE_RANDOM:], "big")
-    if expires_at <= now:
+    return expires_at if expires_at > now else None
+
+
+def _redeem_c_nonce(unit: Unit, key: bytes, c_nonce: str | None, now: int) -> bool:
+    """§8.3.1.2: True if ``c_nonce`` is ours (MAC), unexpired and not redeemed before; it is
+    then marked used in ``unit``'s transaction."""
+    expires_at = _c_nonce_expiry(key, c_nonce, now)
+    if expires_at is None:
         return False
+    assert c_nonce is not None
     marker = {"nonce_hash": digest(c_nonce), "created_at": now, "expires_at": expires_at}
     statement = _REDEEM_NONCE[db.dialect_name(unit)]
     with db.translate_errors():
         return statement.first(unit, marker | {"used_at": now}) is not None
 
 
-@router.post("/nonce")
-def nonce(ctx: Context) -> JSONResponse:
-    """A fresh ``c_nonce``, MAC'd with its expiry, usable once before it expires (§7.2)."""
+async def nonce(request: FastRequest) -> FastReply:
+    """A fresh ``c_nonce``, MAC'd with its expiry, usable once before it expires (§7.2).
+
+    ``async``: the common request touches no database, so it needs no worker thread; the
+    first one in a process (reading the MAC key) and the sweep once a minute do, in one.
+    A body, if any, is not read as anything (§7.1 defines none)."""
+    ctx: IssuerContext = request.scope["app"].state.issuer
     now = _now(ctx)
-    c_nonce = _new_c_nonce(_nonce_key(ctx), now + ctx.settings.c_nonce_ttl)
-    maybe_sweep(ctx, now)
-    return _json(oid4vci.nonce_response(c_nonce))
+    key = ctx.extras.get("c_nonce_key")
+    if key is None:
+        key = await anyio.to_thread.run_sync(_nonce_key, ctx)
+    c_nonce = _new_c_nonce(key, now + ctx.settings.c_nonce_ttl)
+    if sweep_due():
+        await anyio.to_thread.run_sync(maybe_sweep, ctx, now)
+    return FastReply(oid4vci.nonce_response(c_nonce))
 
 
 # -- pushed authorization requests (RFC 9126) and the authorization endpoint ----------------
@@ -902,13 +934,27 @@ def _authorization_code_grant(
     )
 
 
-@router.post("/token")
-def token(
-    request: Request,
-    form: Annotated[dict[str, str], Depends(form_body())],
-    ctx: Context,
-) -> JSONResponse:
+async def _in_thread(ctx: IssuerContext, work: Callable[..., T], *args: Any) -> T:
+    """``work(*args)`` on a thread of the issuer's hot-path pool (:func:`issuer.app.hot_threads`),
+    with the request's context variables (request id in logs)."""
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(hot_threads(ctx), copy_context().run, work, *args)
+
+
+def _body_limit(scope: Any) -> int:
+    """The fast lane's body limit: the app's (``max_body_bytes``) and the body readers'."""
+    return min(scope["app"].state.issuer.settings.max_body_bytes, DEFAULT_MAX_BODY_BYTES)
+
+
+async def token_endpoint(request: FastRequest) -> FastReply:
     """§6: a form-encoded token request; the response is never cached (T048)."""
+    ctx: IssuerContext = request.scope["app"].state.issuer
+    form = parse_form(request.body)
+    return FastReply(await _in_thread(ctx, token, Request(request.scope), form, ctx))
+
+
+def token(request: Request, form: Mapping[str, str], ctx: IssuerContext) -> dict[str, Any]:
+    """:func:`token_endpoint` past the body: the token response (runs in a worker thread)."""
     now = _now(ctx)
     try:
         token_request = oid4vci.parse_token_request(
@@ -919,6 +965,10 @@ def token(
         )
     except oid4vci.OID4VCIError as exc:
         raise _refusal(exc) from None
+    if _single_statement(ctx) and token_request.grant_type == oid4vci.PRE_AUTHORIZED_CODE_GRANT:
+        answered = _pre_authorized_token_in_one_statement(request, ctx, token_request, now)
+        if answered is not None:
+            return answered
     with db.transaction(ctx.engine) as unit:
         if token_request.grant_type == oid4vci.PRE_AUTHORIZED_CODE_GRANT:
             grant, details = _pre_authorized_grant(request, unit, ctx, token_request, now)
@@ -931,7 +981,62 @@ def token(
         expires_in=ctx.settings.access_token_ttl,
         authorization_details=details,
     )
-    return _json(body)
+    return body
+
+
+#: Status list indices are drawn from the whole list (issuer/status.py).
+_draw_index = secrets.randbelow
+
+
+def _single_statement(ctx: IssuerContext) -> bool:
+    """Whether the common requests may take issuer/single_statement.py (PostgreSQL)."""
+    return ctx.engine.dialect.name == "postgresql"
+
+
+def _pre_authorized_token_in_one_statement(
+    request: Request, ctx: IssuerContext, token_request: oid4vci.TokenRequest, now: int
+) -> dict[str, Any] | None:
+    """:func:`token` for the common pre-authorized request (no ``tx_code``, no wallet
+    attestation) in one statement (issuer/single_statement.py): the same checks, the same
+    rows. None when anything is not as usual; nothing is written then, and the
+    transaction answers (with the precise error)."""
+    if token_request.tx_code is not None or request.headers.get(
+        client_attestation.ATTESTATION_HEADER
+    ):
+        return None
+    settings = ctx.settings
+    try:
+        proof = check_dpop(request, None, ctx, "/token", now=now, remember=False)
+    except ProtocolError:
+        return None
+    if proof is None and settings.requires_dpop:
+        return None
+    jti = None
+    if proof is not None:
+        jti = (DPOP_REPLAY, digest(dpop_replay_jti(proof)), now + settings.jti_ttl)
+    access_token = oid4vci.new_opaque_value()
+    with db.driver_connection(ctx.engine) as connection:
+        try:
+            redeemed = single_statement.redeem_offer(
+                connection,
+                code_hash=digest(token_request.pre_authorized_code or ""),
+                now=now,
+                token_hash=digest(access_token),
+                token_expires_at=now + settings.access_token_ttl,
+                dpop_jkt=proof.jkt if proof else None,
+                client_id=token_request.client_id,
+                jti=jti,
+            )
+        except ctx.engine.dialect.loaded_dbapi.IntegrityError:
+            return None  # the jti was recorded concurrently: nothing written
+    if redeemed is None:
+        return None
+    return oid4vci.token_response(
+        access_token,
+        token_type="DPoP" if proof else "Bearer",
+        expires_in=settings.access_token_ttl,
+        authorization_details=None,
+    )
 
 
 # -- credential endpoint (§8) ----------------------------------------------------------------
@@ -1100,14 +1205,165 @@ def _open_lists(ctx: IssuerContext) -> issuer_status.OpenLists:
     return cached  # type: ignore[no-any-return]
 
 
-@router.post("/credential")
-def credential(
+def _credential_in_one_statement(
     request: Request,
-    body: Annotated[Any, Depends(json_body(error="invalid_credential_request"))],
-    ctx: Context,
-) -> JSONResponse:
+    body: Any,
+    ctx: IssuerContext,
+    metadata: Mapping[str, Any],
+    active: ActiveKey,
+    nonce_key: bytes,
+    now: int,
+) -> dict[str, Any] | None:
+    """:func:`credential` for the common request (one key proof, the offer's record, the
+    status list head known) in one read and one write (issuer/single_statement.py): the
+    same checks, rows and credential. None when anything is not as usual; nothing is
+    written then, and the transaction answers (with the precise error)."""
+    settings = ctx.settings
+    try:
+        scheme, token = presented_token(request, "DPoP" if settings.requires_dpop else None)
+    except ProtocolError:
+        return None
+    open_lists = _open_lists(ctx)
+    with db.driver_connection(ctx.engine) as connection:
+        row = single_statement.read_token(connection, settings.agency, digest(token))
+        if row is None or row.expires_at <= now or row.record_id is None:
+            return None
+        proof = None
+        if row.dpop_jkt is not None:
+            if scheme != "DPoP":
+                return None
+            try:
+                proof = check_dpop(
+                    request,
+                    None,
+                    ctx,
+                    "/credential",
+                    now=now,
+                    access_token=token,
+                    expected_jkt=row.dpop_jkt,
+                    resource=True,
+                    remember=False,
+                )
+            except ProtocolError:
+                return None
+            if proof is None:
+                return None
+        elif scheme == "DPoP":
+            return None
+        access = AuthenticatedToken(row, token)
+        try:
+            parsed = oid4vci.parse_credential_request(
+                body,
+                batch_size=settings.batch_size if settings.batch_size >= 2 else None,
+                configurations=metadata["credential_configurations_supported"],
+                credential_identifiers=access.credential_identifiers,
+                authorized_configuration_ids=row.configuration_ids,
+            )
+            if parsed.credential_identifier is not None:
+                return None
+            bound, c_nonce = _verify_proofs(ctx, access, parsed.proofs, now)
+            subject = records.subject_from_row(
+                ctx.person_vault(), settings.agency, row, today=_utc(now).date()
+            )
+        except (oid4vci.OID4VCIError, ProtocolError, records.RecordError):
+            return None
+        nonce_expires_at = _c_nonce_expiry(nonce_key, c_nonce, now)
+        if len(bound) != 1 or nonce_expires_at is None:
+            return None
+        assert c_nonce is not None
+        configuration = ctx.agency.configuration(parsed.credential_configuration_id)
+        kind = issuer_status.TSL if configuration.is_sd_jwt_vc else issuer_status.BITSTRING
+        head = open_lists.get(kind)
+        if head is None:
+            return None  # the transaction reads (or starts) the list and caches its head
+        allocation = issuer_status.Allocation(
+            kind, head.id, _draw_index(head.size), head.suspension_list_id
+        )
+        iat = _day(now)
+        exp = _day(records.credential_expiry(settings, subject, now))
+        notification_id = oid4vci.new_opaque_value()
+        key, proof_reference = bound[0]
+        sign = _sign_sd_jwt_vc if configuration.is_sd_jwt_vc else _sign_vcdm
+        issued = sign(ctx, configuration, subject, allocation, key, iat, exp, active)
+        issuance = records.issuance_row(
+            person_id=row.person_id,
+            record_id=row.record_id,
+            configuration_id=configuration.id,
+            credential_format=configuration.format,
+            allocation=allocation,
+            kid=active.kid,
+            proof_hash=digest(proof_reference),
+            issued_at=now,
+            expires_at=exp,
+            notification_id=notification_id,
+        )
+        try:
+            entry = audit.checked(
+                **_issued_audit(
+                    access, now, issuance["id"], row.record_id, configuration.id, allocation
+                )
+            )
+        except audit.AuditError:
+            return None
+        jti = None
+        if proof is not None:
+            jti = (DPOP_REPLAY, digest(dpop_replay_jti(proof)), now + settings.jti_ttl)
+        crash_point("issuer.credential.signed", development=settings.is_development)
+        try:
+            written = single_statement.issue(
+                connection,
+                now=now,
+                jti=jti,
+                nonce=(digest(c_nonce), nonce_expires_at),
+                issuance=issuance,
+                audit=entry,
+            )
+        except ctx.engine.dialect.loaded_dbapi.IntegrityError:
+            return None  # a UNIQUE key taken concurrently: nothing written
+        if written is None:
+            return None  # jti or c_nonce seen before, or the status index taken
+    crash_point("issuer.credential.committed", development=settings.is_development)
+    audit.written(entry)
+    metrics.ISSUANCES.labels(configuration.id, configuration.format).inc()
+    return oid4vci.credential_response([issued], notification_id)
+
+
+def _issued_audit(
+    access: AuthenticatedToken,
+    now: int,
+    issuance_id: str,
+    record_id: int,
+    configuration_id: str,
+    allocation: issuer_status.Allocation,
+) -> dict[str, Any]:
+    """The audit entry of one credential issued (references only, no personal number)."""
+    return {
+        "actor": f"wallet:{access.row.client_id or 'anonymous'}"[:200],
+        "action": "credential.issued",
+        "now": now,
+        "subject": audit.reference("issuance", issuance_id),
+        "details": {
+            "person": audit.reference("person", access.row.person_id),
+            "record": record_id,
+            "configuration_id": configuration_id,
+            "status_list": allocation.list_id,
+        },
+    }
+
+
+async def credential_endpoint(request: FastRequest) -> FastReply:
     """§8: authenticate, check the request and its proofs, consume the ``c_nonce`` and mint
     one credential per distinct key, all in one transaction committed before the reply."""
+    ctx: IssuerContext = request.scope["app"].state.issuer
+    body = parse_json(
+        request.body, max_bytes=DEFAULT_MAX_BODY_BYTES, error="invalid_credential_request"
+    )
+    return FastReply(await _in_thread(ctx, credential, Request(request.scope), body, ctx))
+
+
+def credential(request: Request, body: Any, ctx: IssuerContext) -> dict[str, Any]:
+    """:func:`credential_endpoint` past the body: the credential response (runs in a worker
+    thread)."""
     now = _now(ctx)
     settings = ctx.settings
     metadata = credential_issuer_metadata(ctx)
@@ -1116,6 +1372,12 @@ def credential(
     # connection). One key for the whole response, so ``kid`` matches the signatures.
     active = ctx.keys.active()
     nonce_key = _nonce_key(ctx)
+    if _single_statement(ctx):
+        answered = _credential_in_one_statement(
+            request, body, ctx, metadata, active, nonce_key, now
+        )
+        if answered is not None:
+            return answered
     with db.transaction(ctx.engine) as unit:
         access = authenticate(request, unit, ctx, "/credential", now=now)
         identifiers = access.credential_identifiers
@@ -1168,22 +1430,13 @@ def credential(
             )
             audit.append(
                 unit,
-                actor=f"wallet:{access.row.client_id or 'anonymous'}"[:200],
-                action="credential.issued",
-                now=now,
-                subject=audit.reference("issuance", issuance_id),
-                details={
-                    "person": audit.reference("person", person_id),
-                    "record": record_id,
-                    "configuration_id": configuration.id,
-                    "status_list": allocation.list_id,
-                },
+                **_issued_audit(access, now, issuance_id, record_id, configuration.id, allocation),
             )
         crash_point("issuer.credential.signed", development=settings.is_development)
     crash_point("issuer.credential.committed", development=settings.is_development)
     # Counted after the commit: one per credential instance of the batch.
     metrics.ISSUANCES.labels(configuration.id, configuration.format).inc(len(credentials))
-    return _json(oid4vci.credential_response(credentials, notification_id))
+    return oid4vci.credential_response(credentials, notification_id)
 
 
 # -- notification endpoint (§11) -------------------------------------------------------------
@@ -1235,6 +1488,14 @@ def notification(
         )
     return Response(status_code=204, headers=NO_STORE)
 
+
+#: Served by :mod:`intyg.web.fastlane` (hundreds a second); declared here like the rest.
+NONCE = FastRoute("/nonce", nonce, max_bytes=_body_limit, accept=None)
+TOKEN = FastRoute("/token", token_endpoint, max_bytes=_body_limit)
+CREDENTIAL = FastRoute("/credential", credential_endpoint, max_bytes=_body_limit, accept=JSON)
+router.add_api_route("/nonce", fastlane.endpoint(NONCE), methods=["POST"])
+router.add_api_route("/token", fastlane.endpoint(TOKEN), methods=["POST"])
+router.add_api_route("/credential", fastlane.endpoint(CREDENTIAL), methods=["POST"])
 
 # The protocol's busiest endpoints first: routes are matched in order, and these have fixed
 # paths, so matching them first shadows nothing (a stable sort keeps the rest in order).

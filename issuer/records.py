@@ -58,12 +58,14 @@ __all__ = [
     "find_awards",
     "find_registration",
     "import_catalogue",
+    "issuance_row",
     "load_catalogue_file",
     "load_lookup_secret",
     "load_sample_data",
     "qualification_subject",
     "record_issuance",
     "registration_subject",
+    "subject_from_row",
     "upsert_registration",
 ]
 
@@ -626,7 +628,17 @@ def build_subject(
     record is not theirs."""
     statement = _REGISTRATION_SUBJECT if agency_key == "af" else _AWARD_SUBJECT
     row = statement.first(unit, {"person_id": person_id, "record_id": record_id})
-    if row is None:
+    return subject_from_row(vault, agency_key, row, today=today)
+
+
+def subject_from_row(
+    vault: PersonVault, agency_key: str, row: Any, *, today: datetime.date
+) -> dict[str, Any]:
+    """:func:`build_subject` from a row already read: ``None`` (no person), or the person's
+    sealed columns (``lookup_key``, ``sealed_personal_number``, ``sealed_identity``; None
+    when the person is gone) with the record's columns as in ``_REGISTRATION_SUBJECT`` /
+    ``_AWARD_SUBJECT`` (``id`` None when the record is not the person's)."""
+    if row is None or row.lookup_key is None:
         raise PersonGone("the person no longer exists")
     if row.id is None:
         kind = "registration" if agency_key == "af" else "awarded qualification"
@@ -671,26 +683,51 @@ def record_issuance(
     """Write the issuance row (I1) and return its id. ``proof_hash`` is UNIQUE: a retried
     credential request with the same proof fails here (IntegrityError) instead of minting
     twice. A plain INSERT: the row is never read back in the transaction that writes it."""
-    issuance_id = str(uuid.uuid4())
-    _INSERT_ISSUANCE.rows(
-        unit,
-        {
-            "id": issuance_id,
-            "person_id": person_id,
-            "record_id": record_id,
-            "configuration_id": configuration_id,
-            "format": credential_format,
-            "status_list_id": allocation.list_id,
-            "status_idx": allocation.idx,
-            "kid": kid,
-            "proof_hash": proof_hash,
-            "notification_id": notification_id,
-            "issued_at": issued_at,
-            "expires_at": expires_at,
-            "status": IssuanceStatus.VALID,
-        },
+    values = issuance_row(
+        person_id=person_id,
+        record_id=record_id,
+        configuration_id=configuration_id,
+        credential_format=credential_format,
+        allocation=allocation,
+        kid=kid,
+        proof_hash=proof_hash,
+        issued_at=issued_at,
+        expires_at=expires_at,
+        notification_id=notification_id,
     )
-    return issuance_id
+    _INSERT_ISSUANCE.rows(unit, values)
+    return values["id"]  # type: ignore[no-any-return]
+
+
+def issuance_row(
+    *,
+    person_id: int,
+    record_id: int | None,
+    configuration_id: str,
+    credential_format: str,
+    allocation: Allocation,
+    kid: str,
+    proof_hash: str,
+    issued_at: int,
+    expires_at: int,
+    notification_id: str | None = None,
+) -> dict[str, Any]:
+    """The columns of a new issuance row, with a fresh ``id``."""
+    return {
+        "id": str(uuid.uuid4()),
+        "person_id": person_id,
+        "record_id": record_id,
+        "configuration_id": configuration_id,
+        "format": credential_format,
+        "status_list_id": allocation.list_id,
+        "status_idx": allocation.idx,
+        "kid": kid,
+        "proof_hash": proof_hash,
+        "notification_id": notification_id,
+        "issued_at": issued_at,
+        "expires_at": expires_at,
+        "status": IssuanceStatus.VALID,
+    }
 
 
 # -- development sample data ---------------------------------------------------------------

@@ -38,10 +38,13 @@ __all__ = [
     "authenticate",
     "check_client_attestation",
     "check_dpop",
+    "dpop_replay_jti",
     "endpoint_url",
     "issue_access_token",
     "maybe_sweep",
+    "presented_token",
     "remember_jti",
+    "sweep_due",
     "wallet_trust_anchors",
 ]
 
@@ -93,15 +96,18 @@ def remember_jti(unit: Unit, kind: str, jti: str, expires_at: int) -> bool:
         return statement.first(unit, values) is not None
 
 
+def sweep_due() -> bool:
+    """Whether :func:`maybe_sweep` would sweep now (no database needed to ask)."""
+    return time.monotonic() - _last_sweep >= SWEEP_INTERVAL_SECONDS
+
+
 def maybe_sweep(ctx: Any, now: int) -> None:
     """Delete expired nonces and replay entries, at most once a minute per process.
 
     Expired rows are refused by every lookup anyway; this only keeps the tables small.
     """
     global _last_sweep
-    if time.monotonic() - _last_sweep < SWEEP_INTERVAL_SECONDS or not _sweep_lock.acquire(
-        blocking=False
-    ):
+    if not sweep_due() or not _sweep_lock.acquire(blocking=False):
         return
     try:
         _last_sweep = time.monotonic()
@@ -124,7 +130,7 @@ def _dpop_header(request: Request) -> str | None:
 
 def check_dpop(
     request: Request,
-    unit: Unit,
+    unit: Unit | None,
     ctx: Any,
     path: str,
     *,
@@ -132,11 +138,14 @@ def check_dpop(
     access_token: str | None = None,
     expected_jkt: str | None = None,
     resource: bool = False,
+    remember: bool = True,
 ) -> dpop.DPoPProof | None:
     """Verify the request's DPoP proof, if any, and record its ``jti`` (RFC 9449 §4.3, §11.1).
 
     At the token endpoint a broken proof is 400 ``invalid_dpop_proof`` (§5); at a resource
     (``resource=True``) it is 401 with a ``WWW-Authenticate: DPoP`` challenge (§7.1).
+    ``remember=False`` leaves recording the ``jti`` (:func:`dpop_replay_jti`) to the caller,
+    who must then do it in the transaction that acts on the request.
     """
     proof = _dpop_header(request)
     if proof is None:
@@ -152,13 +161,19 @@ def check_dpop(
             algorithms=ALGORITHMS,
         )
         # Keyed by the key too, so one wallet cannot block another's jti.
-        if not remember_jti(
-            unit, DPOP_REPLAY, f"{verified.jkt}:{verified.jti}", now + ctx.settings.jti_ttl
+        if remember and not remember_jti(
+            unit, DPOP_REPLAY, dpop_replay_jti(verified), now + ctx.settings.jti_ttl
         ):
             raise dpop.DPoPError("DPoP proof jti was already used")
     except dpop.DPoPError as exc:
         raise dpop_error(exc.error, exc.description, resource=resource) from None
     return verified
+
+
+def dpop_replay_jti(proof: dpop.DPoPProof) -> str:
+    """What the replay cache records for a DPoP proof (kind :data:`DPOP_REPLAY`; stored as
+    its digest): the ``jti`` keyed by the proof's key."""
+    return f"{proof.jkt}:{proof.jti}"
 
 
 def dpop_error(error: str, description: str, *, resource: bool) -> ProtocolError:
@@ -289,7 +304,7 @@ class AuthenticatedToken:
         return self.row.client_id is None
 
 
-def _presented_token(request: Request, scheme_required: str | None) -> tuple[str, str]:
+def presented_token(request: Request, scheme_required: str | None) -> tuple[str, str]:
     """RFC 6750 §2.1 / RFC 9449 §7.1: ``Authorization: Bearer|DPoP <token>`` only."""
     challenge = "DPoP" if scheme_required == "DPoP" else "Bearer"
     if "access_token" in request.query_params:
@@ -323,7 +338,7 @@ def authenticate(
     a proof with the matching key and ``ath``; a Bearer token sent as DPoP is refused.
     """
     dpop_required = ctx.settings.requires_dpop
-    scheme, token = _presented_token(request, "DPoP" if dpop_required else None)
+    scheme, token = presented_token(request, "DPoP" if dpop_required else None)
     row = (lookup or _lookup)(unit, token)
     if row is None or row.expires_at <= now:
         raise BearerTokenError(

@@ -29,6 +29,8 @@ __all__ = [
     "form_body",
     "json_body",
     "media_type",
+    "parse_form",
+    "parse_json",
     "read_form",
     "read_json",
 ]
@@ -143,7 +145,13 @@ async def read_json(
 ) -> Any:
     """The JSON body, strictly parsed; ``error`` names the endpoint's error code (T114)."""
     _require_media_type(request, JSON)
-    body = await _read_body(request, max_bytes)
+    return parse_json(await _read_body(request, max_bytes), max_bytes=max_bytes, error=error)
+
+
+def parse_json(
+    body: bytes, *, max_bytes: int = DEFAULT_MAX_BODY_BYTES, error: str = "invalid_request"
+) -> Any:
+    """A JSON body already read, strictly parsed; ``error`` names the endpoint's error code."""
     try:
         return strict_json.loads(body, max_bytes=max_bytes)
     except strict_json.StrictJSONError as exc:

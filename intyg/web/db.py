@@ -392,6 +392,7 @@ class DriverConnection:
         self.raw = raw
         self.dialect_name = dialect.name
         self._paramstyle = "named" if dialect.name == "sqlite" else "pyformat"
+        self._no_result = dialect.loaded_dbapi.ProgrammingError
 
     def execute(self, sql: str, parameters: Mapping[str, Any]) -> list[tuple[Any, ...]]:
         """Run ``sql`` (``:name`` parameters, same SQL on both backends where possible);
@@ -401,9 +402,18 @@ class DriverConnection:
         cursor = self.raw.cursor()
         try:
             cursor.execute(_for_driver(sql, self._paramstyle), parameters)
-            return cursor.fetchall() if cursor.description is not None else []
+            return self._rows(cursor)
         finally:
             cursor.close()
+
+    def _rows(self, cursor: Any) -> list[tuple[Any, ...]]:
+        # fetchall, not a look at cursor.description first: psycopg builds the column
+        # descriptions for that (~2% of a hot request); a statement without rows makes
+        # psycopg's fetchall raise ProgrammingError and sqlite3's return [].
+        try:
+            return cursor.fetchall()  # type: ignore[no-any-return]
+        except self._no_result:
+            return []
 
     def execute_together(
         self, statements: Sequence[tuple[str, Mapping[str, Any]]]
@@ -423,7 +433,7 @@ class DriverConnection:
                 cursor.execute(_for_driver(sql, self._paramstyle), parameters)
                 cursors.append(cursor)
         try:
-            return [c.fetchall() if c.description is not None else [] for c in cursors]
+            return [self._rows(cursor) for cursor in cursors]
         finally:
             for cursor in cursors:
                 cursor.close()

@@ -89,13 +89,14 @@ Handler = Callable[[FastRequest], Awaitable[FastReply]]
 
 @dataclass(frozen=True)
 class FastRoute:
-    """``POST path`` answered by ``handler``; bodies of ``accept`` media type only, at most
-    ``max_bytes`` (a number, or a function of the ASGI scope for a configured limit)."""
+    """``POST path`` answered by ``handler``; bodies of ``accept`` media type only (``None``:
+    a body is not read as anything, so any type will do), at most ``max_bytes`` (a number,
+    or a function of the ASGI scope for a configured limit)."""
 
     path: str
     handler: Handler
     max_bytes: int | Callable[[Scope], int]
-    accept: str = FORM
+    accept: str | None = FORM
     method: str = "POST"
 
     @property
@@ -154,10 +155,12 @@ async def serve(route: FastRoute, scope: Scope, receive: Receive) -> FastReply:
         length = _declared_length(scope)
         if length is not None and length > limit:
             raise PayloadTooLarge(limit)
-        request = FastRequest(scope, b"")
-        kind, parameters = media_type(request.header("content-type"))
-        if kind != route.accept or parameters.get("charset", "utf-8") != "utf-8":
-            raise ProtocolError("invalid_request", f"Content-Type must be {route.accept}", 415)
+        if route.accept is not None:
+            kind, parameters = media_type(FastRequest(scope, b"").header("content-type"))
+            if kind != route.accept or parameters.get("charset", "utf-8") != "utf-8":
+                raise ProtocolError(
+                    "invalid_request", f"Content-Type must be {route.accept}", 415
+                )
         body = await _read_body(receive, limit)
         return await route.handler(FastRequest(scope, body))
     except PayloadTooLarge as exc:

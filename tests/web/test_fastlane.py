@@ -214,3 +214,20 @@ def test_the_same_answers_without_the_middleware() -> None:
 def test_the_route_is_in_the_openapi_document() -> None:
     operation = make_app().openapi()["paths"]["/echo"]["post"]
     assert operation["description"] == "Echo the form's fields."
+
+
+async def bodiless(request: FastRequest) -> FastReply:
+    """Answer without reading the body."""
+    return FastReply({"read": len(request.body)})
+
+
+def test_a_route_without_a_media_type_takes_any_body_within_the_limit() -> None:
+    app = FastAPI()
+    install_error_handlers(app)
+    route = FastRoute("/nonce", bodiless, max_bytes=LIMIT, accept=None)
+    app.add_api_route("/nonce", fastlane.endpoint(route), methods=["POST"])
+    fastlane.install(app)
+    with TestClient(app) as plain:
+        assert plain.post("/nonce").json() == {"read": 0}
+        assert plain.post("/nonce", json={"a": 1}).json() == {"read": 7}
+        assert plain.post("/nonce", content=b"x" * (LIMIT + 1)).status_code == 413
