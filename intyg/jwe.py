@@ -26,7 +26,7 @@ Encryption keys are plain JWK dicts (or :class:`intyg.jose.Key` for P-256 privat
 from __future__ import annotations
 
 import json
-import re
+import string
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -50,7 +50,9 @@ _PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
 #: RFC 7518 §5.3: 96-bit IV and 128-bit tag for AES-GCM, as unpadded base64url lengths.
 _GCM_IV_CHARS = 16
 _GCM_TAG_CHARS = 22
-_B64URL = re.compile(r"[A-Za-z0-9_-]*")
+#: RFC 4648 §5 alphabet; a part is base64url when deleting these leaves nothing (a C loop,
+#: several times faster than a regex over a ciphertext of kilobytes).
+_B64URL_ALPHABET = (string.ascii_letters + string.digits + "-_").encode("ascii")
 
 PrivateKeyInput = Mapping[str, Any] | jose.Key | jwcrypto_jwk.JWK
 
@@ -160,6 +162,10 @@ def encrypt(
 # -- decryption (RFC 7516 §5.2) ----------------------------------------------------------
 
 
+def _is_b64url(part: str) -> bool:
+    return part.isascii() and not part.encode("ascii").translate(None, _B64URL_ALPHABET)
+
+
 def parse_header(token: str, *, max_bytes: int = MAX_JWE_BYTES) -> dict[str, Any]:
     """Steps 1-4 of RFC 7516 §5.2 with the allow-list; no key is touched.
 
@@ -176,7 +182,7 @@ def parse_header(token: str, *, max_bytes: int = MAX_JWE_BYTES) -> dict[str, Any
     if len(parts) != 5:
         raise JWEError("not a compact JWE (expected five dot-separated parts)")
     header_segment, encrypted_key, iv, ciphertext, tag = parts
-    if not all(_B64URL.fullmatch(part) for part in parts):
+    if not all(_is_b64url(part) for part in parts):
         raise JWEError("malformed base64url in JWE")
     if not header_segment or len(header_segment) > MAX_HEADER_BYTES:
         raise JWEError("JWE protected header missing or too large")

@@ -355,3 +355,14 @@ def test_encrypt_refuses_empty_payload() -> None:
 def test_encrypt_refuses_foreign_kid() -> None:
     with pytest.raises(JWEError, match="kid"):
         jwe.encrypt(b"x", PUBLIC, kid="someone-else")
+
+
+@pytest.mark.parametrize("part", [0, 2, 3, 4])
+@pytest.mark.parametrize("bad", ["+", "/", "=", "é", " ", "\x00"])
+def test_a_part_outside_the_base64url_alphabet_is_refused_before_any_key(
+    part: int, bad: str
+) -> None:
+    parts = jwe.encrypt(b"x", PUBLIC).split(".")
+    parts[part] = parts[part][:4] + bad + parts[part][4:]
+    with pytest.raises(JWEError, match="malformed base64url"):
+        jwe.parse_header(".".join(parts))
