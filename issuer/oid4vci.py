@@ -1172,11 +1172,37 @@ def _verify_proofs(
     return bound, c_nonce
 
 
-def _record(unit: Unit, **fields: Any) -> str:
+def _issuance(
+    person_id: int,
+    record_id: int | None,
+    configuration: agencies.CredentialConfiguration,
+    allocation: issuer_status.Allocation,
+    kid: str,
+    proof_reference: str,
+    now: int,
+    exp: int,
+    notification_id: str,
+) -> dict[str, Any]:
+    """The issuance row of one credential (both ways of writing it)."""
+    return records.issuance_row(
+        person_id=person_id,
+        record_id=record_id,
+        configuration_id=configuration.id,
+        credential_format=configuration.format,
+        allocation=allocation,
+        kid=kid,
+        proof_hash=digest(proof_reference),
+        issued_at=now,
+        expires_at=exp,
+        notification_id=notification_id,
+    )
+
+
+def _record(unit: Unit, issuance: Mapping[str, Any]) -> str:
     """The issuance row (-> its id); the UNIQUE proof hash makes a replayed proof fail here
     too (T036)."""
     try:  # no savepoint: a failure here aborts the whole request anyway
-        return records.record_issuance(unit, **fields)
+        return records.insert_issuance(unit, issuance)
     except sa.exc.IntegrityError:
         raise ProtocolError("invalid_proof", "this proof was already used") from None
 
@@ -1285,18 +1311,10 @@ def _credential_in_one_statement(
         key, proof_reference = bound[0]
         sign = _sign_sd_jwt_vc if configuration.is_sd_jwt_vc else _sign_vcdm
         issued = sign(ctx, configuration, subject, allocation, key, iat, exp, active)
-        issuance = records.issuance_row(
-            person_id=row.person_id,
-            record_id=row.record_id,
-            configuration_id=configuration.id,
-            credential_format=configuration.format,
-            allocation=allocation,
-            kid=active.kid,
-            proof_hash=digest(proof_reference),
-            issued_at=now,
-            expires_at=exp,
-            notification_id=notification_id,
-        )
+        issuance = _issuance(
+            row.person_id, row.record_id, configuration, allocation, active.kid,
+            proof_reference, now, exp, notification_id,
+        )  # fmt: skip
         try:
             entry = audit.checked(
                 **_issued_audit(
@@ -1417,17 +1435,11 @@ def credential(request: Request, body: Any, ctx: IssuerContext) -> dict[str, Any
             credentials.append(sign(ctx, configuration, subject, allocation, key, iat, exp, active))
             issuance_id = _record(
                 unit,
-                person_id=person_id,
-                record_id=record_id,
-                configuration_id=configuration.id,
-                credential_format=configuration.format,
-                allocation=allocation,
-                kid=active.kid,
-                proof_hash=digest(proof_reference),
-                issued_at=now,
-                expires_at=exp,
-                notification_id=notification_id,
-            )
+                _issuance(
+                    person_id, record_id, configuration, allocation, active.kid,
+                    proof_reference, now, exp, notification_id,
+                ),
+            )  # fmt: skip
             audit.append(
                 unit,
                 **_issued_audit(access, now, issuance_id, record_id, configuration.id, allocation),

@@ -58,6 +58,7 @@ __all__ = [
     "find_awards",
     "find_registration",
     "import_catalogue",
+    "insert_issuance",
     "issuance_row",
     "load_catalogue_file",
     "load_lookup_secret",
@@ -666,35 +667,16 @@ def credential_expiry(settings: IssuerSettings, subject: Mapping[str, Any], now:
 _INSERT_ISSUANCE = db.Prepared(sa.insert(Issuance.__table__))  # type: ignore[attr-defined]
 
 
-def record_issuance(
-    unit: Unit,
-    *,
-    person_id: int,
-    record_id: int | None,
-    configuration_id: str,
-    credential_format: str,
-    allocation: Allocation,
-    kid: str,
-    proof_hash: str,
-    issued_at: int,
-    expires_at: int,
-    notification_id: str | None = None,
-) -> str:
-    """Write the issuance row (I1) and return its id. ``proof_hash`` is UNIQUE: a retried
-    credential request with the same proof fails here (IntegrityError) instead of minting
-    twice. A plain INSERT: the row is never read back in the transaction that writes it."""
-    values = issuance_row(
-        person_id=person_id,
-        record_id=record_id,
-        configuration_id=configuration_id,
-        credential_format=credential_format,
-        allocation=allocation,
-        kid=kid,
-        proof_hash=proof_hash,
-        issued_at=issued_at,
-        expires_at=expires_at,
-        notification_id=notification_id,
-    )
+def record_issuance(unit: Unit, **fields: Any) -> str:
+    """Write the issuance row (I1) made of ``fields`` (those of :func:`issuance_row`) and
+    return its id. ``proof_hash`` is UNIQUE: a retried credential request with the same
+    proof fails here (IntegrityError) instead of minting twice."""
+    return insert_issuance(unit, issuance_row(**fields))
+
+
+def insert_issuance(unit: Unit, values: Mapping[str, Any]) -> str:
+    """Write an :func:`issuance_row`; its id. A plain INSERT: the row is never read back in
+    the transaction that writes it."""
     _INSERT_ISSUANCE.rows(unit, values)
     return values["id"]  # type: ignore[no-any-return]
 
