@@ -253,16 +253,17 @@ def request_claims(ctx: VerifierContext, transaction: Transaction) -> dict[str, 
 # event loop; the pipeline moves to a thread only when it must fetch (a status list or
 # issuer metadata not in the cache, intyg.fetch.non_blocking).
 
-_LOCATE = (
-    "SELECT id, employer_id, template, state_hash, nonce, response_mode, sealed_encryption_key,"
+#: The columns of :class:`Located`, in its order.
+_LOCATED = (
+    "id, employer_id, template, state_hash, nonce, response_mode, sealed_encryption_key,"
     " CAST(dcql_query AS TEXT), retention_days, status_unknown_policy, same_device_redirect,"
-    " expires_at, used_at FROM transactions WHERE {column} = :key"
+    " expires_at, used_at"
 )
+_LOCATE = f"SELECT {_LOCATED} FROM transactions WHERE {{column}} = :key"  # noqa: S608
 #: PostgreSQL: the transactions of many keys at once, each row followed by its key.
 _LOCATE_ANY = (
-    "SELECT id, employer_id, template, state_hash, nonce, response_mode, sealed_encryption_key,"
-    " CAST(dcql_query AS TEXT), retention_days, status_unknown_policy, same_device_redirect,"
-    " expires_at, used_at, {column} FROM transactions WHERE {column} = ANY(:keys)"
+    f"SELECT {_LOCATED}, {{column}} FROM transactions"  # noqa: S608
+    " WHERE {column} = ANY(:keys)"
 )
 _BY_STATE = "state_hash"
 _BY_KID = "encryption_kid"

@@ -26,6 +26,7 @@ from intyg.web.errors import ProtocolError, error_response
 __all__ = [
     "BodyLimitMiddleware",
     "PayloadTooLarge",
+    "declared_length",
     "form_body",
     "json_body",
     "media_type",
@@ -33,6 +34,7 @@ __all__ = [
     "parse_json",
     "read_form",
     "read_json",
+    "require_media_type",
 ]
 
 DEFAULT_MAX_BODY_BYTES = 1_000_000
@@ -48,7 +50,8 @@ class PayloadTooLarge(ProtocolError):
         super().__init__("invalid_request", f"request body larger than {limit} bytes", 413)
 
 
-def _content_length(scope: Scope) -> int | None:
+def declared_length(scope: Scope) -> int | None:
+    """The request's ``Content-Length``, if it has one; malformed -> 400."""
     for name, value in scope.get("headers", ()):
         if name == b"content-length":
             if not value.isdigit():
@@ -70,7 +73,7 @@ class BodyLimitMiddleware:
             return
         limit = self.max_body_bytes
         try:
-            length = _content_length(scope)
+            length = declared_length(scope)
             if length is not None and length > limit:
                 raise PayloadTooLarge(limit)
         except ProtocolError as exc:
@@ -119,9 +122,9 @@ def media_type(content_type: str | None) -> tuple[str, dict[str, str]]:
     return kind.strip().lower(), parameters
 
 
-def _require_media_type(request: Request, expected: str) -> None:
-    """T119: a body of another type is 415, whatever it contains."""
-    kind, parameters = media_type(request.headers.get("content-type"))
+def require_media_type(content_type: str | None, expected: str) -> None:
+    """T119: a body of another type (per its ``Content-Type``) is 415, whatever it contains."""
+    kind, parameters = media_type(content_type)
     if kind != expected or parameters.get("charset", "utf-8") != "utf-8":
         raise ProtocolError("invalid_request", f"Content-Type must be {expected}", 415)
 
@@ -144,7 +147,7 @@ async def read_json(
     error: str = "invalid_request",
 ) -> Any:
     """The JSON body, strictly parsed; ``error`` names the endpoint's error code (T114)."""
-    _require_media_type(request, JSON)
+    require_media_type(request.headers.get("content-type"), JSON)
     return parse_json(await _read_body(request, max_bytes), max_bytes=max_bytes, error=error)
 
 
@@ -201,7 +204,7 @@ async def read_form(
     error: str = "invalid_request",
 ) -> dict[str, str]:
     """The urlencoded body as a dict (OpenID4VP ``direct_post``, token requests)."""
-    _require_media_type(request, FORM)
+    require_media_type(request.headers.get("content-type"), FORM)
     body = await _read_body(request, max_bytes)
     return parse_form(
         body,

@@ -41,7 +41,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from intyg.web.bodies import FORM, PayloadTooLarge, media_type
+from intyg.web.bodies import (
+    FORM,
+    PayloadTooLarge,
+    declared_length,
+    require_media_type,
+)
 from intyg.web.errors import NO_STORE, ProtocolError
 
 __all__ = ["FastLaneMiddleware", "FastReply", "FastRequest", "FastRoute", "endpoint", "install"]
@@ -63,10 +68,6 @@ class FastRequest:
             if key == wanted:
                 return value.decode("latin-1")
         return None
-
-    @property
-    def media_type(self) -> str:
-        return media_type(self.header("content-type"))[0]
 
 
 @dataclass(frozen=True)
@@ -123,15 +124,6 @@ async def _send(send: Send, reply: FastReply) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-def _declared_length(scope: Scope) -> int | None:
-    for name, value in scope["headers"]:
-        if name == b"content-length":
-            if not value.isdigit():
-                raise ProtocolError("invalid_request", "malformed Content-Length")
-            return int(value)
-    return None
-
-
 async def _read_body(receive: Receive, limit: int) -> bytes:
     parts: list[bytes] = []
     size = 0
@@ -152,17 +144,14 @@ async def serve(route: FastRoute, scope: Scope, receive: Receive) -> FastReply:
     """Body limit, media type, then the handler; a refusal as its error reply."""
     try:
         limit = route.limit(scope)
-        length = _declared_length(scope)
+        length = declared_length(scope)
         if length is not None and length > limit:
             raise PayloadTooLarge(limit)
+        request = FastRequest(scope, b"")
         if route.accept is not None:
-            kind, parameters = media_type(FastRequest(scope, b"").header("content-type"))
-            if kind != route.accept or parameters.get("charset", "utf-8") != "utf-8":
-                raise ProtocolError(
-                    "invalid_request", f"Content-Type must be {route.accept}", 415
-                )
-        body = await _read_body(receive, limit)
-        return await route.handler(FastRequest(scope, body))
+            require_media_type(request.header("content-type"), route.accept)
+        request = replace(request, body=await _read_body(receive, limit))
+        return await route.handler(request)
     except PayloadTooLarge as exc:
         reply = _reply_for(exc)
         # Unread body on the connection: close it rather than read the rest.
