@@ -224,12 +224,20 @@ class KeyRing:
 
     # -- signing ---------------------------------------------------------------------------
 
+    def cached(self) -> ActiveKey | None:
+        """The active key if it was read within ``key_cache_seconds`` (no database), else
+        None: for code on the event loop, which must not wait for a read."""
+        cached = self._active
+        if cached is not None and self.clock() - self._loaded_at < self.settings.key_cache_seconds:
+            return cached
+        return None
+
     def active(self) -> ActiveKey:
         """The active key with its ``x5c``, re-read at most every ``key_cache_seconds``."""
-        now = self.clock()
-        cached = self._active
-        if cached is not None and now - self._loaded_at < self.settings.key_cache_seconds:
+        cached = self.cached()
+        if cached is not None:
             return cached
+        now = self.clock()
         with self._lock:
             with db.session(self.engine, write=False) as unit:
                 row = self._active_row(unit)

@@ -37,6 +37,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from intyg import client_attestation, jose, oid4vci, schemas, sdjwt_vc, vcdm
 from intyg.sdjwt import SD
 from intyg.web import db, fastlane, metrics
+from intyg.web.batching import Batcher, isolating
 from intyg.web.bodies import (
     DEFAULT_MAX_BODY_BYTES,
     JSON,
@@ -45,7 +46,7 @@ from intyg.web.bodies import (
     parse_form,
     parse_json,
 )
-from intyg.web.errors import NO_STORE, BearerTokenError, ProtocolError
+from intyg.web.errors import NO_STORE, BearerTokenError, ProtocolError, ServiceUnavailable
 from intyg.web.fastlane import FastReply, FastRequest, FastRoute
 from intyg.web.faults import crash_point
 from intyg.web.oidc import OidcError, OidcRelyingParty
@@ -950,25 +951,30 @@ async def token_endpoint(request: FastRequest) -> FastReply:
     """§6: a form-encoded token request; the response is never cached (T048)."""
     ctx: IssuerContext = request.scope["app"].state.issuer
     form = parse_form(request.body)
+    if _single_statement(ctx):
+        answered = await _pre_authorized_token_in_one_statement(Request(request.scope), form, ctx)
+        if answered is not None:
+            return FastReply(answered)
     return FastReply(await _in_thread(ctx, token, Request(request.scope), form, ctx))
 
 
+def _parse_token_request(ctx: IssuerContext, form: Mapping[str, str]) -> oid4vci.TokenRequest:
+    return oid4vci.parse_token_request(
+        form,
+        grant_types=(oid4vci.PRE_AUTHORIZED_CODE_GRANT, oid4vci.AUTHORIZATION_CODE_GRANT),
+        known_configuration_ids=ctx.agency.configuration_ids,
+        credential_issuer=ctx.settings.issuer_identifier,
+    )
+
+
 def token(request: Request, form: Mapping[str, str], ctx: IssuerContext) -> dict[str, Any]:
-    """:func:`token_endpoint` past the body: the token response (runs in a worker thread)."""
+    """:func:`token_endpoint` past the body and the one-statement way: the token response of
+    the transaction (runs in a worker thread)."""
     now = _now(ctx)
     try:
-        token_request = oid4vci.parse_token_request(
-            form,
-            grant_types=(oid4vci.PRE_AUTHORIZED_CODE_GRANT, oid4vci.AUTHORIZATION_CODE_GRANT),
-            known_configuration_ids=ctx.agency.configuration_ids,
-            credential_issuer=ctx.settings.issuer_identifier,
-        )
+        token_request = _parse_token_request(ctx, form)
     except oid4vci.OID4VCIError as exc:
         raise _refusal(exc) from None
-    if _single_statement(ctx) and token_request.grant_type == oid4vci.PRE_AUTHORIZED_CODE_GRANT:
-        answered = _pre_authorized_token_in_one_statement(request, ctx, token_request, now)
-        if answered is not None:
-            return answered
     with db.transaction(ctx.engine) as unit:
         if token_request.grant_type == oid4vci.PRE_AUTHORIZED_CODE_GRANT:
             grant, details = _pre_authorized_grant(request, unit, ctx, token_request, now)
@@ -993,15 +999,65 @@ def _single_statement(ctx: IssuerContext) -> bool:
     return ctx.engine.dialect.name == "postgresql"
 
 
-def _pre_authorized_token_in_one_statement(
-    request: Request, ctx: IssuerContext, token_request: oid4vci.TokenRequest, now: int
+class _Batchers:
+    """The group commit of the one-statement way (issuer/single_statement.py), per app
+    (``ctx.extras``): token reads together, and the writes of ``/token`` and
+    ``/credential`` together in one transaction."""
+
+    def __init__(self, ctx: IssuerContext) -> None:
+        shared = (ServiceUnavailable,)  # the database is down: every request of the batch
+        self.read: Batcher[str, Any] = Batcher(
+            isolating(lambda hashes: _read_tokens(ctx, hashes), shared)
+        )
+        self.write: Batcher[single_statement.Statement, list[tuple[Any, ...]]] = Batcher(
+            isolating(lambda statements: _write_together(ctx, statements), shared)
+        )
+
+
+def _batchers(ctx: IssuerContext) -> _Batchers:
+    batchers = ctx.extras.get("one_statement_batchers")
+    if batchers is None:
+        batchers = ctx.extras.setdefault("one_statement_batchers", _Batchers(ctx))
+    return batchers  # type: ignore[no-any-return]
+
+
+def _read_tokens(ctx: IssuerContext, token_hashes: Sequence[str]) -> list[Any]:
+    with db.driver_connection(ctx.engine) as connection:
+        return single_statement.read_tokens(connection, ctx.settings.agency, token_hashes)
+
+
+def _write_together(
+    ctx: IssuerContext, statements: Sequence[single_statement.Statement]
+) -> list[list[tuple[Any, ...]]]:
+    with db.driver_connection(ctx.engine) as connection:
+        return connection.execute_together(statements)
+
+
+async def _write(ctx: IssuerContext, statement: single_statement.Statement) -> Any | None:
+    """``statement``'s rows, written with the statements of concurrent requests; None when it
+    failed on a UNIQUE key (nothing written for it)."""
+    try:
+        return await _batchers(ctx).write.submit(statement)
+    except ctx.engine.dialect.loaded_dbapi.IntegrityError:
+        return None
+
+
+async def _pre_authorized_token_in_one_statement(
+    request: Request, form: Mapping[str, str], ctx: IssuerContext
 ) -> dict[str, Any] | None:
     """:func:`token` for the common pre-authorized request (no ``tx_code``, no wallet
     attestation) in one statement (issuer/single_statement.py): the same checks, the same
     rows. None when anything is not as usual; nothing is written then, and the
     transaction answers (with the precise error)."""
-    if token_request.tx_code is not None or request.headers.get(
-        client_attestation.ATTESTATION_HEADER
+    now = _now(ctx)
+    try:
+        token_request = _parse_token_request(ctx, form)
+    except oid4vci.OID4VCIError:
+        return None
+    if (
+        token_request.grant_type != oid4vci.PRE_AUTHORIZED_CODE_GRANT
+        or token_request.tx_code is not None
+        or request.headers.get(client_attestation.ATTESTATION_HEADER)
     ):
         return None
     settings = ctx.settings
@@ -1015,21 +1071,19 @@ def _pre_authorized_token_in_one_statement(
     if proof is not None:
         jti = (DPOP_REPLAY, digest(dpop_replay_jti(proof)), now + settings.jti_ttl)
     access_token = oid4vci.new_opaque_value()
-    with db.driver_connection(ctx.engine) as connection:
-        try:
-            redeemed = single_statement.redeem_offer(
-                connection,
-                code_hash=digest(token_request.pre_authorized_code or ""),
-                now=now,
-                token_hash=digest(access_token),
-                token_expires_at=now + settings.access_token_ttl,
-                dpop_jkt=proof.jkt if proof else None,
-                client_id=token_request.client_id,
-                jti=jti,
-            )
-        except ctx.engine.dialect.loaded_dbapi.IntegrityError:
-            return None  # the jti was recorded concurrently: nothing written
-    if redeemed is None:
+    rows = await _write(
+        ctx,
+        single_statement.redeem_offer(
+            code_hash=digest(token_request.pre_authorized_code or ""),
+            now=now,
+            token_hash=digest(access_token),
+            token_expires_at=now + settings.access_token_ttl,
+            dpop_jkt=proof.jkt if proof else None,
+            client_id=token_request.client_id,
+            jti=jti,
+        ),
+    )
+    if rows is None or single_statement.redeemed(rows) is None:
         return None
     return oid4vci.token_response(
         access_token,
@@ -1231,115 +1285,109 @@ def _open_lists(ctx: IssuerContext) -> issuer_status.OpenLists:
     return cached  # type: ignore[no-any-return]
 
 
-def _credential_in_one_statement(
-    request: Request,
-    body: Any,
-    ctx: IssuerContext,
-    metadata: Mapping[str, Any],
-    active: ActiveKey,
-    nonce_key: bytes,
-    now: int,
+async def _credential_in_one_statement(
+    request: Request, body: Any, ctx: IssuerContext, now: int
 ) -> dict[str, Any] | None:
     """:func:`credential` for the common request (one key proof, the offer's record, the
-    status list head known) in one read and one write (issuer/single_statement.py): the
-    same checks, rows and credential. None when anything is not as usual; nothing is
-    written then, and the transaction answers (with the precise error)."""
+    status list head known, the signing key and ``c_nonce`` key in memory) in one read and
+    one write (issuer/single_statement.py): the same checks, rows and credential. None when
+    anything is not as usual; nothing is written then, and the transaction answers (with
+    the precise error)."""
     settings = ctx.settings
+    active, nonce_key = ctx.keys.cached(), ctx.extras.get("c_nonce_key")
+    if active is None or nonce_key is None:
+        return None  # the transaction reads them (in its thread) for the requests after it
     try:
         scheme, token = presented_token(request, "DPoP" if settings.requires_dpop else None)
     except ProtocolError:
         return None
-    open_lists = _open_lists(ctx)
-    with db.driver_connection(ctx.engine) as connection:
-        row = single_statement.read_token(connection, settings.agency, digest(token))
-        if row is None or row.expires_at <= now or row.record_id is None:
+    row = await _batchers(ctx).read.submit(digest(token))
+    if row is None or row.expires_at <= now or row.record_id is None:
+        return None
+    proof = None
+    if row.dpop_jkt is not None:
+        if scheme != "DPoP":
             return None
-        proof = None
-        if row.dpop_jkt is not None:
-            if scheme != "DPoP":
-                return None
-            try:
-                proof = check_dpop(
-                    request,
-                    None,
-                    ctx,
-                    "/credential",
-                    now=now,
-                    access_token=token,
-                    expected_jkt=row.dpop_jkt,
-                    resource=True,
-                    remember=False,
-                )
-            except ProtocolError:
-                return None
-            if proof is None:
-                return None
-        elif scheme == "DPoP":
-            return None
-        access = AuthenticatedToken(row, token)
         try:
-            parsed = oid4vci.parse_credential_request(
-                body,
-                batch_size=settings.batch_size if settings.batch_size >= 2 else None,
-                configurations=metadata["credential_configurations_supported"],
-                credential_identifiers=access.credential_identifiers,
-                authorized_configuration_ids=row.configuration_ids,
-            )
-            if parsed.credential_identifier is not None:
-                return None
-            bound, c_nonce = _verify_proofs(ctx, access, parsed.proofs, now)
-            subject = records.subject_from_row(
-                ctx.person_vault(), settings.agency, row, today=_utc(now).date()
-            )
-        except (oid4vci.OID4VCIError, ProtocolError, records.RecordError):
-            return None
-        nonce_expires_at = _c_nonce_expiry(nonce_key, c_nonce, now)
-        if len(bound) != 1 or nonce_expires_at is None:
-            return None
-        assert c_nonce is not None
-        configuration = ctx.agency.configuration(parsed.credential_configuration_id)
-        kind = issuer_status.TSL if configuration.is_sd_jwt_vc else issuer_status.BITSTRING
-        head = open_lists.get(kind)
-        if head is None:
-            return None  # the transaction reads (or starts) the list and caches its head
-        allocation = issuer_status.Allocation(
-            kind, head.id, _draw_index(head.size), head.suspension_list_id
-        )
-        iat = _day(now)
-        exp = _day(records.credential_expiry(settings, subject, now))
-        notification_id = oid4vci.new_opaque_value()
-        key, proof_reference = bound[0]
-        sign = _sign_sd_jwt_vc if configuration.is_sd_jwt_vc else _sign_vcdm
-        issued = sign(ctx, configuration, subject, allocation, key, iat, exp, active)
-        issuance = _issuance(
-            row.person_id, row.record_id, configuration, allocation, active.kid,
-            proof_reference, now, exp, notification_id,
-        )  # fmt: skip
-        try:
-            entry = audit.checked(
-                **_issued_audit(
-                    access, now, issuance["id"], row.record_id, configuration.id, allocation
-                )
-            )
-        except audit.AuditError:
-            return None
-        jti = None
-        if proof is not None:
-            jti = (DPOP_REPLAY, digest(dpop_replay_jti(proof)), now + settings.jti_ttl)
-        crash_point("issuer.credential.signed", development=settings.is_development)
-        try:
-            written = single_statement.issue(
-                connection,
+            proof = check_dpop(
+                request,
+                None,
+                ctx,
+                "/credential",
                 now=now,
-                jti=jti,
-                nonce=(digest(c_nonce), nonce_expires_at),
-                issuance=issuance,
-                audit=entry,
+                access_token=token,
+                expected_jkt=row.dpop_jkt,
+                resource=True,
+                remember=False,
             )
-        except ctx.engine.dialect.loaded_dbapi.IntegrityError:
-            return None  # a UNIQUE key taken concurrently: nothing written
-        if written is None:
-            return None  # jti or c_nonce seen before, or the status index taken
+        except ProtocolError:
+            return None
+        if proof is None:
+            return None
+    elif scheme == "DPoP":
+        return None
+    access = AuthenticatedToken(row, token)
+    try:
+        parsed = oid4vci.parse_credential_request(
+            body,
+            batch_size=settings.batch_size if settings.batch_size >= 2 else None,
+            configurations=credential_issuer_metadata(ctx)["credential_configurations_supported"],
+            credential_identifiers=access.credential_identifiers,
+            authorized_configuration_ids=row.configuration_ids,
+        )
+        if parsed.credential_identifier is not None:
+            return None
+        bound, c_nonce = _verify_proofs(ctx, access, parsed.proofs, now)
+        subject = records.subject_from_row(
+            ctx.person_vault(), settings.agency, row, today=_utc(now).date()
+        )
+    except (oid4vci.OID4VCIError, ProtocolError, records.RecordError):
+        return None
+    nonce_expires_at = _c_nonce_expiry(nonce_key, c_nonce, now)
+    if len(bound) != 1 or nonce_expires_at is None:
+        return None
+    assert c_nonce is not None
+    configuration = ctx.agency.configuration(parsed.credential_configuration_id)
+    kind = issuer_status.TSL if configuration.is_sd_jwt_vc else issuer_status.BITSTRING
+    head = _open_lists(ctx).get(kind)
+    if head is None:
+        return None  # the transaction reads (or starts) the list and caches its head
+    allocation = issuer_status.Allocation(
+        kind, head.id, _draw_index(head.size), head.suspension_list_id
+    )
+    iat = _day(now)
+    exp = _day(records.credential_expiry(settings, subject, now))
+    notification_id = oid4vci.new_opaque_value()
+    key, proof_reference = bound[0]
+    sign = _sign_sd_jwt_vc if configuration.is_sd_jwt_vc else _sign_vcdm
+    issued = sign(ctx, configuration, subject, allocation, key, iat, exp, active)
+    issuance = _issuance(
+        row.person_id, row.record_id, configuration, allocation, active.kid,
+        proof_reference, now, exp, notification_id,
+    )  # fmt: skip
+    try:
+        details = _issued_audit(
+            access, now, issuance["id"], row.record_id, configuration.id, allocation
+        )
+        entry = audit.checked(**details)
+    except audit.AuditError:
+        return None
+    jti = None
+    if proof is not None:
+        jti = (DPOP_REPLAY, digest(dpop_replay_jti(proof)), now + settings.jti_ttl)
+    crash_point("issuer.credential.signed", development=settings.is_development)
+    rows = await _write(
+        ctx,
+        single_statement.issue(
+            now=now,
+            jti=jti,
+            nonce=(digest(c_nonce), nonce_expires_at),
+            issuance=issuance,
+            audit=entry,
+        ),
+    )
+    if rows is None or single_statement.issued(rows) is None:
+        return None  # jti or c_nonce seen before, the status index taken: nothing written
     crash_point("issuer.credential.committed", development=settings.is_development)
     audit.written(entry)
     metrics.ISSUANCES.labels(configuration.id, configuration.format).inc()
@@ -1376,12 +1424,16 @@ async def credential_endpoint(request: FastRequest) -> FastReply:
     body = parse_json(
         request.body, max_bytes=DEFAULT_MAX_BODY_BYTES, error="invalid_credential_request"
     )
+    if _single_statement(ctx):
+        answered = await _credential_in_one_statement(Request(request.scope), body, ctx, _now(ctx))
+        if answered is not None:
+            return FastReply(answered)
     return FastReply(await _in_thread(ctx, credential, Request(request.scope), body, ctx))
 
 
 def credential(request: Request, body: Any, ctx: IssuerContext) -> dict[str, Any]:
-    """:func:`credential_endpoint` past the body: the credential response (runs in a worker
-    thread)."""
+    """:func:`credential_endpoint` past the body and the one-statement way: the credential
+    response of the transaction (runs in a worker thread)."""
     now = _now(ctx)
     settings = ctx.settings
     metadata = credential_issuer_metadata(ctx)
@@ -1390,12 +1442,6 @@ def credential(request: Request, body: Any, ctx: IssuerContext) -> dict[str, Any
     # connection). One key for the whole response, so ``kid`` matches the signatures.
     active = ctx.keys.active()
     nonce_key = _nonce_key(ctx)
-    if _single_statement(ctx):
-        answered = _credential_in_one_statement(
-            request, body, ctx, metadata, active, nonce_key, now
-        )
-        if answered is not None:
-            return answered
     with db.transaction(ctx.engine) as unit:
         access = authenticate(request, unit, ctx, "/credential", now=now)
         identifiers = access.credential_identifiers

@@ -26,17 +26,37 @@ When the statement writes nothing (or fails on a UNIQUE key), the endpoint runs 
 transaction from the start, which refuses the request with the precise error or, after a
 status index collision, issues it with another index. So the answers are the transaction's
 own; this module only decides when one statement is enough.
+
+The endpoints run on the event loop and hand these statements to a group commit
+(:class:`intyg.web.batching.Batcher`): the statements of concurrent requests go to the
+database together, reads as one ``= ANY`` lookup (:func:`read_tokens`), writes in one
+transaction of one round trip (:meth:`intyg.web.db.DriverConnection.execute_together`). Each
+statement keeps its own checks, so within a batch a later statement sees what an earlier one
+wrote (a replay in the same batch writes nothing); a statement that fails fails the batch,
+whose items are then written one by one (:func:`intyg.web.batching.isolating`).
 """
 
 from __future__ import annotations
 
 from collections import namedtuple
+from collections.abc import Sequence
 from typing import Any
 
 from intyg import strict_json
 from intyg.web import db
 
-__all__ = ["TOKEN_READ_COLUMNS", "issue", "read_token", "redeem_offer"]
+__all__ = [
+    "TOKEN_READ_COLUMNS",
+    "Statement",
+    "issue",
+    "issued",
+    "read_tokens",
+    "redeem_offer",
+    "redeemed",
+]
+
+#: SQL with its ``:name`` values, for :meth:`intyg.web.db.DriverConnection.execute_together`.
+Statement = tuple[str, dict[str, Any]]
 
 
 # -- /token ----------------------------------------------------------------------------------
@@ -71,7 +91,6 @@ Redeemed = namedtuple("Redeemed", ["person_id", "record_id", "configuration_ids"
 
 
 def redeem_offer(
-    connection: db.DriverConnection,
     *,
     code_hash: str,
     now: int,
@@ -80,11 +99,10 @@ def redeem_offer(
     dpop_jkt: str | None,
     client_id: str | None,
     jti: tuple[str, str, int] | None,
-) -> Redeemed | None:
-    """Redeem a pre-authorized code without ``tx_code``, record the DPoP ``jti`` (``(kind,
-    digest, expires_at)``, if any) and store the access token, atomically; the offer's
-    person, record and configurations, or None when nothing was written (code unknown,
-    used, expired or needing a ``tx_code``; ``jti`` seen before)."""
+) -> Statement:
+    """The statement that redeems a pre-authorized code without ``tx_code``, records the DPoP
+    ``jti`` (``(kind, digest, expires_at)``, if any) and stores the access token, atomically
+    (:func:`redeemed` reads its rows)."""
     values: dict[str, Any] = {
         "code_hash": code_hash,
         "now": now,
@@ -95,7 +113,13 @@ def redeem_offer(
     }
     if jti is not None:
         values["jti_kind"], values["jti_hash"], values["jti_expires_at"] = jti
-    rows = connection.execute(_REDEEM_WITH_JTI if jti else _REDEEM_WITHOUT_JTI, values)
+    return (_REDEEM_WITH_JTI if jti else _REDEEM_WITHOUT_JTI, values)
+
+
+def redeemed(rows: list[tuple[Any, ...]]) -> Redeemed | None:
+    """What :func:`redeem_offer`'s statement returned: the offer's person, record and
+    configurations, or None when nothing was written (code unknown, used, expired or needing
+    a ``tx_code``; ``jti`` seen before)."""
     return Redeemed(*rows[0]) if rows else None
 
 
@@ -112,13 +136,14 @@ TOKEN_READ_COLUMNS = (
     "expires_at",
 )
 _READ_TEMPLATE = """
-SELECT t.person_id, t.record_id, t.configuration_ids, t.credential_identifiers, t.dpop_jkt,
-       t.client_id, t.expires_at, p.lookup_key, p.sealed_personal_number, p.sealed_identity,
+SELECT t.token_hash, t.person_id, t.record_id, t.configuration_ids, t.credential_identifiers,
+       t.dpop_jkt, t.client_id, t.expires_at,
+       p.lookup_key, p.sealed_personal_number, p.sealed_identity,
        {record_columns}
 FROM access_tokens t
 LEFT JOIN persons p ON p.id = t.person_id
 {record_joins}
-WHERE t.token_hash = :token_hash
+WHERE t.token_hash = ANY(:token_hashes)
 """
 # The record as issuer.records reads it (_REGISTRATION_SUBJECT / _AWARD_SUBJECT): ``id``
 # NULL when the token's record is not the person's.
@@ -157,12 +182,18 @@ _READS = {
 }
 
 
-def read_token(connection: db.DriverConnection, agency_key: str, token_hash: str) -> Any | None:
-    """The access token with, for the subject, its person (sealed columns) and its record
-    (:func:`issuer.records.subject_from_row`) in one read; None if the token is unknown."""
+def read_tokens(
+    connection: db.DriverConnection, agency_key: str, token_hashes: Sequence[str]
+) -> list[Any | None]:
+    """Per token digest, the access token with, for the subject, its person (sealed columns)
+    and its record (:func:`issuer.records.subject_from_row`), all in one read; None for a
+    token that is unknown."""
     sql, row_type = _READS[agency_key]
-    rows = connection.execute(sql, {"token_hash": token_hash})
-    return row_type(*rows[0]) if rows else None
+    found = {
+        token_hash: row_type(*values)
+        for token_hash, *values in connection.execute(sql, {"token_hashes": list(token_hashes)})
+    }
+    return [found.get(token_hash) for token_hash in token_hashes]
 
 
 _ISSUE = """
@@ -204,20 +235,20 @@ _ISSUE_WITHOUT_JTI = _ISSUE.format(jti_free="", jti_insert="")
 
 
 def issue(
-    connection: db.DriverConnection,
     *,
     now: int,
     jti: tuple[str, str, int] | None,
     nonce: tuple[str, int],
     issuance: dict[str, Any],
     audit: dict[str, Any],
-) -> int | None:
-    """Record one credential: the DPoP ``jti`` (``(kind, digest, expires_at)``, if any), the
-    ``c_nonce`` marker (``(digest, expires_at)``), the status entry and the issuance row
-    (``issuance``: the columns of :func:`issuer.records.record_issuance` with ``id``) and
-    the audit entry (``audit``: checked values of :func:`issuer.audit.append`), all or
-    nothing. The audit entry's id, or None when nothing was written. Raises the driver's
-    IntegrityError when a UNIQUE key was taken concurrently (nothing written then either)."""
+) -> Statement:
+    """The statement that records one credential: the DPoP ``jti`` (``(kind, digest,
+    expires_at)``, if any), the ``c_nonce`` marker (``(digest, expires_at)``), the status
+    entry and the issuance row (``issuance``: the columns of
+    :func:`issuer.records.record_issuance` with ``id``) and the audit entry (``audit``:
+    checked values of :func:`issuer.audit.append`), all or nothing (:func:`issued` reads its
+    rows). It fails with the driver's IntegrityError when a UNIQUE key was taken
+    concurrently (nothing written then either)."""
     values: dict[str, Any] = {
         "now": now,
         "nonce_hash": nonce[0],
@@ -232,5 +263,10 @@ def issue(
     del values["id"]
     if jti is not None:
         values["jti_kind"], values["jti_hash"], values["jti_expires_at"] = jti
-    rows = connection.execute(_ISSUE_WITH_JTI if jti else _ISSUE_WITHOUT_JTI, values)
-    return rows[0][0] if rows else None
+    return (_ISSUE_WITH_JTI if jti else _ISSUE_WITHOUT_JTI, values)
+
+
+def issued(rows: list[tuple[Any, ...]]) -> int | None:
+    """What :func:`issue`'s statement returned: the audit entry's id, or None when nothing
+    was written (``jti`` or ``c_nonce`` seen before, the status index taken)."""
+    return rows[0][0] if rows and rows[0][0] is not None else None

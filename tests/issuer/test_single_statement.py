@@ -5,10 +5,12 @@ answer, and leaves the answer to the transaction then (replays, a taken status i
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import sqlalchemy as sa
 
@@ -18,7 +20,7 @@ from issuer import oid4vci as issuer_oid4vci
 from issuer import single_statement
 from issuer.models import AuditEntry, CNonce, Issuance, ReplayEntry, StatusEntry, digest
 
-from .conftest import POSTGRES_URL, Clock
+from .conftest import ISSUER_URL, POSTGRES_URL, Clock
 from .test_oid4vci_flow import (
     Harness,
     check_sd_jwt_vc,
@@ -41,7 +43,8 @@ def h(database_url: str, tmp_path: Path, clock: Clock) -> Iterator[Harness]:
 
 
 class Spy:
-    """Records what the real one-statement functions returned (None: nothing written)."""
+    """Records what the one-statement results said (``redeemed``/``issued``; None: nothing
+    written)."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch, name: str) -> None:
         self.results: list[Any] = []
@@ -71,7 +74,7 @@ def _rows(h: Harness, model: Any) -> list[Any]:
 def test_common_requests_take_one_statement_and_write_the_same_rows(
     h: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    redeemed, written = Spy(monkeypatch, "redeem_offer"), Spy(monkeypatch, "issue")
+    redeemed, written = Spy(monkeypatch, "redeemed"), Spy(monkeypatch, "issued")
     _issue(h)  # the first credential request reads the status list head (the transaction)
     before = h.counts()
     token, credential, holder = _issue(h)
@@ -114,7 +117,7 @@ def test_one_statement_credentials_equal_the_transactions(
     """For each agency and format: the first credential of a process comes from the
     transaction, the second from the one statement; the two say the same about the person
     and their record, and each has its own status entry and issuance row."""
-    written = Spy(monkeypatch, "issue")
+    written = Spy(monkeypatch, "issued")
     with make_harness(database_url, tmp_path, clock, agency=agency) as h:
         sd_jwt = kind == "sd-jwt"
         configuration_id = h.sd_jwt_id if sd_jwt else h.vcdm_id
@@ -147,7 +150,7 @@ def test_one_statement_credentials_equal_the_transactions(
 def test_a_replayed_credential_request_gets_the_transactions_refusal(
     h: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    written = Spy(monkeypatch, "issue")
+    written = Spy(monkeypatch, "issued")
     _issue(h)
     wallet = h.wallet()
     token = wallet.pre_authorized_token(wallet.resolve_offer(h.offer().link))
@@ -177,7 +180,7 @@ def test_a_replayed_credential_request_gets_the_transactions_refusal(
 def test_a_replayed_token_request_gets_the_transactions_refusal(
     h: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    redeemed = Spy(monkeypatch, "redeem_offer")
+    redeemed = Spy(monkeypatch, "redeemed")
     wallet = h.wallet()
     url = wallet.url("/token")
     proof_headers = wallet.dpop_headers("POST", url)
@@ -207,7 +210,7 @@ def test_a_taken_status_index_is_issued_by_the_transaction(
 ) -> None:
     """The statement writes nothing when its drawn index is taken; the transaction then
     draws again and issues (I2: no index twice)."""
-    written = Spy(monkeypatch, "issue")
+    written = Spy(monkeypatch, "issued")
     _issue(h)
     head = issuer_oid4vci._open_lists(h.ctx).get("tsl")
     assert head is not None
@@ -261,14 +264,147 @@ def test_the_issuance_statement_writes_all_or_nothing(h: Harness) -> None:
         }:
             issuance["status_idx"] += 100
         with pytest.raises(integrity):
-            single_statement.issue(
-                connection,
+            statement = single_statement.issue(
                 now=now,
                 jti=("dpop", digest("a fresh jti"), now + 60),
                 nonce=(digest("a fresh nonce"), now + 60),
                 issuance=issuance,
                 audit=audit,
             )
+            connection.execute_together([statement])
     assert h.counts() == counts
     assert len(_rows(h, ReplayEntry)) == replay_rows
     assert not [n for n in _rows(h, CNonce) if n.nonce_hash == digest("a fresh nonce")]
+
+
+# -- group commit: concurrent requests share a batch --------------------------------------
+
+
+class Batches:
+    """Records the size of every write batch (``issuer.oid4vci._write_together``)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.sizes: list[int] = []
+        real = issuer_oid4vci._write_together
+
+        def spy(ctx: Any, statements: Any) -> Any:
+            self.sizes.append(len(statements))
+            return real(ctx, statements)
+
+        monkeypatch.setattr(issuer_oid4vci, "_write_together", spy)
+
+
+def _concurrently(h: Harness, requests: list[tuple[str, dict[str, Any]]]) -> list[httpx.Response]:
+    """POST ``requests`` (path, httpx keyword arguments) to the app at once, on one event
+    loop: their statements are submitted in the same loop turns and share batches."""
+
+    async def main() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=h.client.app)
+        async with httpx.AsyncClient(transport=transport, base_url=ISSUER_URL) as client:
+            return await asyncio.gather(*(client.post(path, **kw) for path, kw in requests))
+
+    return asyncio.run(main())
+
+
+def _token_requests(h: Harness, count: int) -> list[tuple[str, dict[str, Any]]]:
+    wallet = h.wallet()
+    url = wallet.url("/token")
+    return [
+        (
+            "/token",
+            {
+                "data": wallet.pre_authorized_form(wallet.resolve_offer(h.offer().link)),
+                "headers": wallet.dpop_headers("POST", url),
+            },
+        )
+        for _ in range(count)
+    ]
+
+
+def _credential_request(h: Harness) -> tuple[tuple[str, dict[str, Any]], jose.Key]:
+    wallet = h.wallet()
+    token = wallet.pre_authorized_token(wallet.resolve_offer(h.offer().link))
+    key = jose.generate_key("ES256")
+    body = {
+        "credential_configuration_id": h.sd_jwt_id,
+        "proofs": {"jwt": [wallet.proof(key, wallet.nonce())]},
+    }
+    headers = {
+        **wallet.auth_headers(token, wallet.url("/credential")),
+        "Content-Type": "application/json",
+    }
+    return ("/credential", {"content": strict_json.dumps(body).encode(), "headers": headers}), key
+
+
+def test_concurrent_requests_share_batches_and_each_get_their_own_answer(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _issue(h)  # the status list head is known: later requests take the one statement
+    batches, written = Batches(monkeypatch), Spy(monkeypatch, "issued")
+    counts = h.counts()
+    tokens = _concurrently(h, _token_requests(h, 6))
+    assert [r.status_code for r in tokens] == [200] * 6
+    assert len({r.json()["access_token"] for r in tokens}) == 6
+    assert max(batches.sizes) > 1, batches.sizes
+    requests, keys = zip(*(_credential_request(h) for _ in range(6)), strict=True)
+    batches.sizes.clear()
+    answers = _concurrently(h, list(requests))
+    assert [r.status_code for r in answers] == [200] * 6
+    assert max(batches.sizes) > 1, batches.sizes
+    assert len(written.results) == 6 and None not in written.results
+    for answer, key in zip(answers, keys, strict=True):
+        credential = answer.json()["credentials"][0]["credential"]
+        assert verify_sd_jwt_vc(h, credential, key).claims["given_name"]
+    after = h.counts()
+    assert after["issuances"] - counts["issuances"] == 6
+    assert after["access_tokens"] - counts["access_tokens"] == 12  # 6 at once, 6 alone
+    assert after["used_offers"] - counts["used_offers"] == 12
+
+
+def test_a_replay_in_the_same_batch_is_written_once(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same credential request twice at once: the statements of one batch see each
+    other's rows, so the second writes nothing and gets the transaction's refusal."""
+    _issue(h)
+    request, _ = _credential_request(h)
+    batches = Batches(monkeypatch)
+    counts = h.counts()
+    answers = _concurrently(h, [request, request])
+    assert sorted(r.status_code for r in answers) == [200, 401]
+    refused = next(r for r in answers if r.status_code == 401)
+    assert refused.json()["error"] == "invalid_dpop_proof"
+    assert 2 in batches.sizes
+    assert h.counts()["issuances"] == counts["issuances"] + 1
+    # The same token request twice at once: one token, one invalid_dpop_proof.
+    (token_request,) = _token_requests(h, 1)
+    tokens = _concurrently(h, [token_request, token_request])
+    assert sorted(r.status_code for r in tokens) == [200, 400]
+    assert h.counts()["access_tokens"] == counts["access_tokens"] + 1
+
+
+def test_a_statement_that_fails_fails_alone(h: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A UNIQUE failure of one request's statement fails its batch; the others are then
+    written one by one by the statement, the failed one by its transaction."""
+    _issue(h)
+    with db.session(h.ctx.engine, write=False) as unit:
+        taken = unit.scalars(sa.select(Issuance)).first()
+    assert taken is not None
+    real = single_statement.issue
+    calls: list[int] = []
+
+    def issue_one_taken(**values: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 3:  # this statement reuses a proof hash: UNIQUE violation
+            values["issuance"] = {**values["issuance"], "proof_hash": taken.proof_hash}
+        return real(**values)
+
+    requests = [_credential_request(h)[0] for _ in range(5)]
+    monkeypatch.setattr(single_statement, "issue", issue_one_taken)
+    batches, written = Batches(monkeypatch), Spy(monkeypatch, "issued")
+    counts = h.counts()
+    answers = _concurrently(h, requests)
+    assert [r.status_code for r in answers] == [200] * 5
+    assert batches.sizes[0] > 1 and batches.sizes[-3:] == [1, 1, 1], batches.sizes
+    assert len([r for r in written.results if r is not None]) == 4  # the fifth: transaction
+    assert h.counts()["issuances"] == counts["issuances"] + 5
