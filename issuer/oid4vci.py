@@ -1009,8 +1009,8 @@ class _Batchers:
         self.read: Batcher[str, Any] = Batcher(
             isolating(lambda hashes: _read_tokens(ctx, hashes), shared)
         )
-        self.write: Batcher[single_statement.Statement, list[tuple[Any, ...]]] = Batcher(
-            isolating(lambda statements: _write_together(ctx, statements), shared)
+        self.write: Batcher[single_statement.Item, tuple[Any, ...] | None] = Batcher(
+            isolating(lambda items: _write_together(ctx, items), shared)
         )
 
 
@@ -1027,17 +1027,17 @@ def _read_tokens(ctx: IssuerContext, token_hashes: Sequence[str]) -> list[Any]:
 
 
 def _write_together(
-    ctx: IssuerContext, statements: Sequence[single_statement.Statement]
-) -> list[list[tuple[Any, ...]]]:
+    ctx: IssuerContext, items: Sequence[single_statement.Item]
+) -> list[tuple[Any, ...] | None]:
     with db.driver_connection(ctx.engine) as connection:
-        return connection.execute_together(statements)
+        return single_statement.write(connection, items)
 
 
-async def _write(ctx: IssuerContext, statement: single_statement.Statement) -> Any | None:
-    """``statement``'s rows, written with the statements of concurrent requests; None when it
-    failed on a UNIQUE key (nothing written for it)."""
+async def _write(ctx: IssuerContext, item: single_statement.Item) -> tuple[Any, ...] | None:
+    """What ``item`` wrote, written with the items of concurrent requests; None when nothing
+    was written for it (its checks refused it, or it failed on a UNIQUE key alone)."""
     try:
-        return await _batchers(ctx).write.submit(statement)
+        return await _batchers(ctx).write.submit(item)
     except ctx.engine.dialect.loaded_dbapi.IntegrityError:
         return None
 
@@ -1071,7 +1071,7 @@ async def _pre_authorized_token_in_one_statement(
     if proof is not None:
         jti = (DPOP_REPLAY, digest(dpop_replay_jti(proof)), now + settings.jti_ttl)
     access_token = oid4vci.new_opaque_value()
-    rows = await _write(
+    result = await _write(
         ctx,
         single_statement.redeem_offer(
             code_hash=digest(token_request.pre_authorized_code or ""),
@@ -1083,7 +1083,7 @@ async def _pre_authorized_token_in_one_statement(
             jti=jti,
         ),
     )
-    if rows is None or single_statement.redeemed(rows) is None:
+    if single_statement.redeemed(result) is None:
         return None
     return oid4vci.token_response(
         access_token,
@@ -1376,7 +1376,7 @@ async def _credential_in_one_statement(
     if proof is not None:
         jti = (DPOP_REPLAY, digest(dpop_replay_jti(proof)), now + settings.jti_ttl)
     crash_point("issuer.credential.signed", development=settings.is_development)
-    rows = await _write(
+    result = await _write(
         ctx,
         single_statement.issue(
             now=now,
@@ -1386,7 +1386,7 @@ async def _credential_in_one_statement(
             audit=entry,
         ),
     )
-    if rows is None or single_statement.issued(rows) is None:
+    if single_statement.issued(result) is None:
         return None  # jti or c_nonce seen before, the status index taken: nothing written
     crash_point("issuer.credential.committed", development=settings.is_development)
     audit.written(entry)

@@ -40,54 +40,64 @@ from __future__ import annotations
 
 from collections import namedtuple
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from intyg import strict_json
 from intyg.web import db
 
 __all__ = [
     "TOKEN_READ_COLUMNS",
-    "Statement",
+    "Item",
     "issue",
     "issued",
     "read_tokens",
     "redeem_offer",
     "redeemed",
+    "write",
 ]
-
-#: SQL with its ``:name`` values, for :meth:`intyg.web.db.DriverConnection.execute_together`.
-Statement = tuple[str, dict[str, Any]]
 
 
 # -- /token ----------------------------------------------------------------------------------
 
-_REDEEM_OFFER = """
-WITH offer AS (
-    UPDATE credential_offers SET used_at = :now
-    WHERE pre_authorized_code_hash = :code_hash
-      AND used_at IS NULL AND expires_at > :now AND tx_code_hash IS NULL{jti_free}
-    RETURNING person_id, record_id, configuration_ids
-){jti_insert}, token AS (
+#: The batch's rows, unpacked from one JSON parameter (``:batch``); ``n`` is the position.
+_INPUT = "input AS (SELECT * FROM json_to_recordset(CAST(:batch AS JSON)) AS x({columns}))"
+# ``= ANY(:keys)`` guards: the batch's keys, whatever the planner thinks of ``input`` (without
+# them a generic plan may scan the whole table instead of the unique index).
+_JTI_FREE = """NOT EXISTS (SELECT 1 FROM jti_replay_cache j
+                    WHERE j.jti_hash = ANY(CAST(:jti_hashes AS TEXT[]))
+                      AND j.kind = i.jti_kind AND j.jti_hash = i.jti_hash)"""
+
+# Only module constants are joined into the SQL; every value is a bound parameter.
+_TOKEN_INPUT = _INPUT.format(
+    columns="n INTEGER, code_hash TEXT, now BIGINT, token_hash TEXT, token_expires_at BIGINT, "
+    "dpop_jkt TEXT, client_id TEXT, jti_kind TEXT, jti_hash TEXT, jti_expires_at BIGINT"
+)
+_REDEEM_OFFERS = f"""
+WITH {_TOKEN_INPUT}, offer AS (
+    UPDATE credential_offers o SET used_at = i.now
+    FROM input i
+    WHERE o.pre_authorized_code_hash = ANY(CAST(:code_hashes AS TEXT[]))
+      AND o.pre_authorized_code_hash = i.code_hash
+      AND o.used_at IS NULL AND o.expires_at > i.now AND o.tx_code_hash IS NULL
+      AND {_JTI_FREE}
+    RETURNING i.n, o.person_id, o.record_id, o.configuration_ids
+), jti AS (
+    INSERT INTO jti_replay_cache (kind, jti_hash, expires_at)
+    SELECT i.jti_kind, i.jti_hash, i.jti_expires_at
+    FROM offer JOIN input i ON i.n = offer.n WHERE i.jti_hash IS NOT NULL
+), token AS (
     INSERT INTO access_tokens (token_hash, person_id, record_id, configuration_ids,
                                credential_identifiers, dpop_jkt, client_id, created_at,
                                expires_at)
-    SELECT :token_hash, person_id, record_id, configuration_ids, CAST('[]' AS JSON),
-           :dpop_jkt, :client_id, :now, :token_expires_at
-    FROM offer
+    SELECT i.token_hash, offer.person_id, offer.record_id, offer.configuration_ids,
+           CAST('[]' AS JSON), i.dpop_jkt, i.client_id, i.now, i.token_expires_at
+    FROM offer JOIN input i ON i.n = offer.n
 )
-SELECT person_id, record_id, configuration_ids FROM offer
-"""
-_JTI_FREE = """
-      AND NOT EXISTS (SELECT 1 FROM jti_replay_cache
-                      WHERE kind = :jti_kind AND jti_hash = :jti_hash)"""
-_JTI_FROM_OFFER = """, jti AS (
-    INSERT INTO jti_replay_cache (kind, jti_hash, expires_at)
-    SELECT :jti_kind, :jti_hash, :jti_expires_at FROM offer
-)"""
-_REDEEM_WITH_JTI = _REDEEM_OFFER.format(jti_free=_JTI_FREE, jti_insert=_JTI_FROM_OFFER)
-_REDEEM_WITHOUT_JTI = _REDEEM_OFFER.format(jti_free="", jti_insert="")
+SELECT n, person_id, record_id, configuration_ids FROM offer
+"""  # noqa: S608
 
 Redeemed = namedtuple("Redeemed", ["person_id", "record_id", "configuration_ids"])
+_TOKEN, _CREDENTIAL = "token", "credential"
 
 
 def redeem_offer(
@@ -99,28 +109,32 @@ def redeem_offer(
     dpop_jkt: str | None,
     client_id: str | None,
     jti: tuple[str, str, int] | None,
-) -> Statement:
-    """The statement that redeems a pre-authorized code without ``tx_code``, records the DPoP
-    ``jti`` (``(kind, digest, expires_at)``, if any) and stores the access token, atomically
-    (:func:`redeemed` reads its rows)."""
-    values: dict[str, Any] = {
-        "code_hash": code_hash,
-        "now": now,
-        "token_hash": token_hash,
-        "token_expires_at": token_expires_at,
-        "dpop_jkt": dpop_jkt,
-        "client_id": client_id,
-    }
-    if jti is not None:
-        values["jti_kind"], values["jti_hash"], values["jti_expires_at"] = jti
-    return (_REDEEM_WITH_JTI if jti else _REDEEM_WITHOUT_JTI, values)
+) -> Item:
+    """Redeem a pre-authorized code without ``tx_code``, record the DPoP ``jti`` (``(kind,
+    digest, expires_at)``, if any) and store the access token, atomically (:func:`write`;
+    :func:`redeemed` reads its result)."""
+    jti_kind, jti_hash, jti_expires_at = jti or (None, None, None)
+    return Item(
+        _TOKEN,
+        {
+            "code_hash": code_hash,
+            "now": now,
+            "token_hash": token_hash,
+            "token_expires_at": token_expires_at,
+            "dpop_jkt": dpop_jkt,
+            "client_id": client_id,
+            "jti_kind": jti_kind,
+            "jti_hash": jti_hash,
+            "jti_expires_at": jti_expires_at,
+        },
+    )
 
 
-def redeemed(rows: list[tuple[Any, ...]]) -> Redeemed | None:
-    """What :func:`redeem_offer`'s statement returned: the offer's person, record and
-    configurations, or None when nothing was written (code unknown, used, expired or needing
-    a ``tx_code``; ``jti`` seen before)."""
-    return Redeemed(*rows[0]) if rows else None
+def redeemed(result: tuple[Any, ...] | None) -> Redeemed | None:
+    """A :func:`redeem_offer` item's result: the offer's person, record and configurations,
+    or None when nothing was written (code unknown, used, expired or needing a ``tx_code``;
+    ``jti`` seen before)."""
+    return Redeemed(*result) if result is not None else None
 
 
 # -- /credential -----------------------------------------------------------------------------
@@ -196,42 +210,47 @@ def read_tokens(
     return [found.get(token_hash) for token_hash in token_hashes]
 
 
-_ISSUE = """
-WITH go AS (
-    SELECT {jti_free}NOT EXISTS (SELECT 1 FROM c_nonces WHERE nonce_hash = :nonce_hash)
-       AND NOT EXISTS (SELECT 1 FROM status_entries
-                       WHERE status_list_id = :status_list_id AND idx = :status_idx) AS ok
-){jti_insert}, nonce AS (
+_CREDENTIAL_INPUT = _INPUT.format(
+    columns="n INTEGER, now BIGINT, jti_kind TEXT, jti_hash TEXT, jti_expires_at BIGINT, "
+    "nonce_hash TEXT, nonce_expires_at BIGINT, id TEXT, person_id INTEGER, record_id INTEGER, "
+    "configuration_id TEXT, format TEXT, status_list_id INTEGER, status_idx INTEGER, kid TEXT, "
+    "proof_hash TEXT, notification_id TEXT, issued_at BIGINT, expires_at BIGINT, status TEXT, "
+    "actor TEXT, action TEXT, subject TEXT, details TEXT"
+)
+_ISSUE = f"""
+WITH {_CREDENTIAL_INPUT}, go AS MATERIALIZED (
+    SELECT i.* FROM input i
+    WHERE {_JTI_FREE}
+      AND NOT EXISTS (SELECT 1 FROM c_nonces c
+                      WHERE c.nonce_hash = ANY(CAST(:nonce_hashes AS TEXT[]))
+                        AND c.nonce_hash = i.nonce_hash)
+      AND NOT EXISTS (SELECT 1 FROM status_entries s
+                      WHERE s.status_list_id = ANY(CAST(:status_list_ids AS INTEGER[]))
+                        AND s.idx = ANY(CAST(:status_idxs AS INTEGER[]))
+                        AND s.status_list_id = i.status_list_id AND s.idx = i.status_idx)
+), jti AS (
+    INSERT INTO jti_replay_cache (kind, jti_hash, expires_at)
+    SELECT jti_kind, jti_hash, jti_expires_at FROM go WHERE jti_hash IS NOT NULL
+), nonce AS (
     INSERT INTO c_nonces (nonce_hash, created_at, expires_at, used_at)
-    SELECT :nonce_hash, :now, :nonce_expires_at, :now FROM go WHERE ok
+    SELECT nonce_hash, now, nonce_expires_at, now FROM go
 ), entry AS (
     INSERT INTO status_entries (status_list_id, idx, allocated_at)
-    SELECT :status_list_id, :status_idx, :now FROM go WHERE ok
+    SELECT status_list_id, status_idx, now FROM go
 ), issuance AS (
     INSERT INTO issuances (id, person_id, record_id, configuration_id, format, status_list_id,
                            status_idx, kid, proof_hash, notification_id, issued_at, expires_at,
                            status)
-    SELECT :issuance_id, :person_id, :record_id, :configuration_id, :format, :status_list_id,
-           :status_idx, :kid, :proof_hash, :notification_id, :issued_at, :expires_at,
-           :status
-    FROM go WHERE ok
+    SELECT id, person_id, record_id, configuration_id, format, status_list_id, status_idx,
+           kid, proof_hash, notification_id, issued_at, expires_at, status
+    FROM go
 ), audit AS (
     INSERT INTO audit_log (at, actor, action, subject, details)
-    SELECT :now, :actor, :action, :subject, CAST(:details AS JSON) FROM go WHERE ok
-    RETURNING id
+    SELECT now, actor, action, subject, CAST(details AS JSON) FROM go
+    RETURNING id, subject
 )
-SELECT (SELECT id FROM audit)
-"""
-_ISSUE_WITH_JTI = _ISSUE.format(
-    jti_free="NOT EXISTS (SELECT 1 FROM jti_replay_cache\n"
-    "                       WHERE kind = :jti_kind AND jti_hash = :jti_hash)\n       AND ",
-    jti_insert="""\
-, jti AS (
-    INSERT INTO jti_replay_cache (kind, jti_hash, expires_at)
-    SELECT :jti_kind, :jti_hash, :jti_expires_at FROM go WHERE ok
-)""",
-)
-_ISSUE_WITHOUT_JTI = _ISSUE.format(jti_free="", jti_insert="")
+SELECT go.n, audit.id FROM go JOIN audit ON audit.subject = go.subject
+"""  # noqa: S608
 
 
 def issue(
@@ -241,32 +260,74 @@ def issue(
     nonce: tuple[str, int],
     issuance: dict[str, Any],
     audit: dict[str, Any],
-) -> Statement:
-    """The statement that records one credential: the DPoP ``jti`` (``(kind, digest,
-    expires_at)``, if any), the ``c_nonce`` marker (``(digest, expires_at)``), the status
-    entry and the issuance row (``issuance``: the columns of
-    :func:`issuer.records.record_issuance` with ``id``) and the audit entry (``audit``:
-    checked values of :func:`issuer.audit.append`), all or nothing (:func:`issued` reads its
-    rows). It fails with the driver's IntegrityError when a UNIQUE key was taken
-    concurrently (nothing written then either)."""
-    values: dict[str, Any] = {
-        "now": now,
-        "nonce_hash": nonce[0],
-        "nonce_expires_at": nonce[1],
-        **issuance,
-        "issuance_id": issuance["id"],
-        "actor": audit["actor"],
-        "action": audit["action"],
-        "subject": audit["subject"],
-        "details": strict_json.dumps(audit["details"]),
-    }
-    del values["id"]
-    if jti is not None:
-        values["jti_kind"], values["jti_hash"], values["jti_expires_at"] = jti
-    return (_ISSUE_WITH_JTI if jti else _ISSUE_WITHOUT_JTI, values)
+) -> Item:
+    """Record one credential: the DPoP ``jti`` (``(kind, digest, expires_at)``, if any), the
+    ``c_nonce`` marker (``(digest, expires_at)``), the status entry and the issuance row
+    (``issuance``: the columns of :func:`issuer.records.record_issuance` with ``id``) and
+    the audit entry (``audit``: checked values of :func:`issuer.audit.append`, its
+    ``subject`` unique to the issuance), all or nothing (:func:`write`; :func:`issued`
+    reads its result)."""
+    jti_kind, jti_hash, jti_expires_at = jti or (None, None, None)
+    return Item(
+        _CREDENTIAL,
+        {
+            "now": now,
+            "jti_kind": jti_kind,
+            "jti_hash": jti_hash,
+            "jti_expires_at": jti_expires_at,
+            "nonce_hash": nonce[0],
+            "nonce_expires_at": nonce[1],
+            **issuance,
+            "actor": audit["actor"],
+            "action": audit["action"],
+            "subject": audit["subject"],
+            "details": strict_json.dumps(audit["details"]),
+        },
+    )
 
 
-def issued(rows: list[tuple[Any, ...]]) -> int | None:
-    """What :func:`issue`'s statement returned: the audit entry's id, or None when nothing
-    was written (``jti`` or ``c_nonce`` seen before, the status index taken)."""
-    return rows[0][0] if rows and rows[0][0] is not None else None
+def issued(result: tuple[Any, ...] | None) -> int | None:
+    """An :func:`issue` item's result: the audit entry's id, or None when nothing was
+    written (``jti`` or ``c_nonce`` seen before, the status index taken)."""
+    return result[0] if result is not None else None
+
+
+# -- writing a batch -------------------------------------------------------------------------
+
+
+class Item(NamedTuple):
+    """One request's write: its kind (``/token`` or ``/credential``) and its values."""
+
+    kind: str
+    values: dict[str, Any]
+
+
+def _statement(kind: str, rows: list[dict[str, Any]]) -> tuple[str, dict[str, Any]]:
+    def keys(name: str) -> list[Any]:
+        return [row[name] for row in rows if row[name] is not None]
+
+    guards = {"jti_hashes": keys("jti_hash")}
+    if kind == _TOKEN:
+        guards["code_hashes"] = keys("code_hash")
+    else:
+        guards["nonce_hashes"] = keys("nonce_hash")
+        guards["status_list_ids"] = sorted(set(keys("status_list_id")))
+        guards["status_idxs"] = keys("status_idx")
+    sql = _REDEEM_OFFERS if kind == _TOKEN else _ISSUE
+    return sql, {"batch": strict_json.dumps(rows), **guards}
+
+
+def write(connection: db.DriverConnection, items: Sequence[Item]) -> list[tuple[Any, ...] | None]:
+    """Write ``items`` in one transaction and one round trip: one statement per kind over
+    all its items. Per item, what it wrote (for :func:`redeemed` / :func:`issued`), or None
+    when nothing was written for it. A statement that fails (the driver's IntegrityError:
+    a UNIQUE key taken concurrently, or twice in the batch) writes nothing at all."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for n, item in enumerate(items):
+        groups.setdefault(item.kind, []).append({"n": n, **item.values})
+    statements = [_statement(kind, rows) for kind, rows in groups.items()]
+    results: list[tuple[Any, ...] | None] = [None] * len(items)
+    for rows in connection.execute_together(statements):
+        for n, *result in rows:
+            results[n] = tuple(result)
+    return results

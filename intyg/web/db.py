@@ -419,10 +419,13 @@ class DriverConnection:
         self, statements: Sequence[tuple[str, Mapping[str, Any]]]
     ) -> list[list[tuple[Any, ...]]]:
         """Run ``statements`` in one transaction; the rows of each. PostgreSQL gets them in
-        one round trip (psycopg pipeline mode: BEGIN, the statements, COMMIT); an error in
+        one round trip (psycopg pipeline mode: BEGIN, the statements, COMMIT; a lone
+        statement is sent as it is, autocommit makes it its own transaction); an error in
         any rolls back all."""
         if any(_has_nul(parameters) for _, parameters in statements):
             raise ProtocolError("invalid_request", "text value contains a NUL character")
+        if len(statements) == 1 and self.dialect_name != "sqlite":
+            return [self.execute(*statements[0])]
         if self.dialect_name == "sqlite":
             with self.transaction():
                 return [self.execute(sql, parameters) for sql, parameters in statements]

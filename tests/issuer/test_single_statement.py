@@ -228,12 +228,12 @@ def test_a_taken_status_index_is_issued_by_the_transaction(
 
 def test_the_issuance_statement_writes_all_or_nothing(h: Harness) -> None:
     """I1 inside the one statement: a UNIQUE failure (a proof hash used before) leaves no
-    jti, c_nonce marker, status entry or audit entry behind."""
+    jti, c_nonce marker, status entry or audit entry behind, nor anything of the other
+    statements written with it."""
     _issue(h)
     with db.session(h.ctx.engine, write=False) as unit:
         taken = unit.scalars(sa.select(Issuance)).first()
     assert taken is not None
-    counts = h.counts()
     replay_rows = len(_rows(h, ReplayEntry))
     now = h.clock()
     issuance = {
@@ -263,18 +263,37 @@ def test_the_issuance_statement_writes_all_or_nothing(h: Harness) -> None:
             (e.status_list_id, e.idx) for e in _rows(h, StatusEntry)
         }:
             issuance["status_idx"] += 100
+        item = single_statement.issue(
+            now=now,
+            jti=("dpop", digest("a fresh jti"), now + 60),
+            nonce=(digest("a fresh nonce"), now + 60),
+            issuance=issuance,
+            audit=audit,
+        )
+        # A token request's write in the same batch: one transaction, so it is not written
+        # either (the offer stays unused).
+        wallet = h.wallet()
+        code = wallet.resolve_offer(h.offer().link).pre_authorized_code
+        assert code is not None
+        counts = h.counts()
+        token = single_statement.redeem_offer(
+            code_hash=digest(code.pre_authorized_code),
+            now=now,
+            token_hash=digest("a fresh token"),
+            token_expires_at=now + 60,
+            dpop_jkt=None,
+            client_id=None,
+            jti=("dpop", digest("another fresh jti"), now + 60),
+        )
         with pytest.raises(integrity):
-            statement = single_statement.issue(
-                now=now,
-                jti=("dpop", digest("a fresh jti"), now + 60),
-                nonce=(digest("a fresh nonce"), now + 60),
-                issuance=issuance,
-                audit=audit,
-            )
-            connection.execute_together([statement])
+            single_statement.write(connection, [token, item])
     assert h.counts() == counts
     assert len(_rows(h, ReplayEntry)) == replay_rows
     assert not [n for n in _rows(h, CNonce) if n.nonce_hash == digest("a fresh nonce")]
+    with db.driver_connection(h.ctx.engine) as connection:
+        (result,) = single_statement.write(connection, [token])
+    assert single_statement.redeemed(result) is not None
+    assert h.counts()["used_offers"] == counts["used_offers"] + 1
 
 
 # -- group commit: concurrent requests share a batch --------------------------------------
