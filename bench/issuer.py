@@ -48,6 +48,7 @@ from bench import lean_wallet  # noqa: E402
 from intyg import jose, schemas  # noqa: E402
 from intyg.web import db  # noqa: E402
 from intyg.web.crypto_store import generate_master_key  # noqa: E402
+from intyg.web.operations import tune_collector  # noqa: E402
 from issuer import offers, records  # noqa: E402
 from issuer.app import build_context, create_app, startup  # noqa: E402
 from issuer.models import Person  # noqa: E402
@@ -68,8 +69,11 @@ except ImportError:
 
 
 def make_app():  # type: ignore[no-untyped-def]
-    """uvicorn factory: settings from ``INTYG_ISSUER_*`` (set by :func:`main`)."""
-    return create_app(IssuerSettings())
+    """uvicorn factory: settings from ``INTYG_ISSUER_*`` (set by :func:`main`); the
+    collector tuned as :func:`issuer.app.create_app_from_env` does."""
+    app = create_app(IssuerSettings())
+    tune_collector()
+    return app
 
 
 def create_database(admin_url: str) -> tuple[str, str]:

@@ -65,6 +65,7 @@ from intyg import jose, jwe, sdjwt, status  # noqa: E402
 from intyg.web import db  # noqa: E402
 from intyg.web.bodies import parse_form  # noqa: E402
 from intyg.web.crypto_store import generate_master_key  # noqa: E402
+from intyg.web.operations import tune_collector  # noqa: E402
 from tests.verifier.helpers import (  # noqa: E402
     REGISTRATION_DISCLOSE,
     Pki,
@@ -114,6 +115,7 @@ def make_app():  # type: ignore[no-untyped-def]
                 yield state
 
         app.router.lifespan_context = lifespan
+    tune_collector()  # as verifier.app.create_app_from_env does
     return app
 
 
@@ -134,6 +136,7 @@ def make_bare_app():  # type: ignore[no-untyped-def]
         jose.verify_signature(jose.parse_jws(parts[-1]), holder)
         return JSONResponse({})
 
+    tune_collector()  # the same process settings as the verifier's
     return app
 
 

@@ -25,7 +25,7 @@ from intyg import jose, strict_json
 from intyg.web.bodies import read_form
 from intyg.web.errors import BearerTokenError, install_error_handlers
 from intyg.web.metrics import DEV_EID_AUTHORIZATIONS
-from intyg.web.operations import ReadinessCheck, configure_process
+from intyg.web.operations import ReadinessCheck, configure_process, tune_collector
 from intyg.web.operations import install as install_operations
 
 __all__ = ["create_app", "create_app_from_env"]
@@ -224,4 +224,6 @@ def create_app_from_env() -> FastAPI:
     logging from ``INTYG_LOG_*`` (intyg.web.operations)."""
     settings = EidSettings()
     configure_process("eid", development=settings.is_development)
-    return create_app(settings)
+    app = create_app(settings)
+    tune_collector()
+    return app

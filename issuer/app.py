@@ -32,7 +32,7 @@ from intyg.web.bodies import BodyLimitMiddleware
 from intyg.web.crypto_store import CryptoStore
 from intyg.web.db import install_database_error_handlers
 from intyg.web.errors import ServiceUnavailable, install_error_handlers
-from intyg.web.operations import ReadinessCheck, configure_process, database_check
+from intyg.web.operations import ReadinessCheck, configure_process, database_check, tune_collector
 from intyg.web.operations import install as install_operations
 
 from . import agencies, records
@@ -282,4 +282,6 @@ def create_app_from_env() -> FastAPI:
     logging from ``INTYG_LOG_*`` (intyg.web.operations)."""
     settings = IssuerSettings()
     configure_process(f"issuer-{settings.agency}", development=settings.is_development)
-    return create_app(settings)
+    app = create_app(settings)
+    tune_collector()
+    return app

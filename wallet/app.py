@@ -25,7 +25,7 @@ from intyg.web.bodies import BodyLimitMiddleware
 from intyg.web.crypto_store import CryptoStore
 from intyg.web.db import install_database_error_handlers
 from intyg.web.errors import install_error_handlers
-from intyg.web.operations import ReadinessCheck, configure_process, database_check
+from intyg.web.operations import ReadinessCheck, configure_process, database_check, tune_collector
 from intyg.web.operations import install as install_operations
 from intyg.web.outbound import OutboundClient
 
@@ -233,4 +233,6 @@ def create_app_from_env() -> FastAPI:
     logging from ``INTYG_LOG_*`` (intyg.web.operations)."""
     settings = WalletSettings()
     configure_process("wallet", development=settings.is_development)
-    return create_app(settings)
+    app = create_app(settings)
+    tune_collector()
+    return app

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import subprocess
@@ -16,7 +17,8 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
-from intyg.web import db
+from intyg.web import db, operations
+from intyg.web.crypto_store import generate_master_key
 from intyg.web.errors import install_error_handlers
 from intyg.web.operations import (
     OperationsSettings,
@@ -229,3 +231,38 @@ def test_bad_log_settings_are_refused() -> None:
         OperationsSettings(log_format="xml")
     with pytest.raises(ValidationError):
         OperationsSettings(log_level="LOUD")
+
+
+# -- the garbage collector of a service process -----------------------------------------------
+
+_COLLECTOR_PROBE = """
+import gc, json, sys
+from {module} import create_app_from_env
+before = (gc.get_threshold()[0], gc.get_freeze_count())
+create_app_from_env()
+json.dump([before, (gc.get_threshold()[0], gc.get_freeze_count())], sys.stdout)
+"""
+
+
+@pytest.mark.parametrize("module", ["eid.app", "issuer.app", "verifier.app", "wallet.app"])
+def test_service_factories_tune_the_collector(module: str, tmp_path: Path) -> None:
+    """Each uvicorn factory freezes what it built and collects the youngest generation less
+    often (intyg.web.operations.tune_collector); run in a child process, as uvicorn would,
+    so this test process keeps its own collector."""
+    master_key = tmp_path / "master.key"
+    master_key.write_text(generate_master_key())
+    env = dict(os.environ)
+    for prefix in ("INTYG_EID_", "INTYG_ISSUER_", "INTYG_VERIFIER_", "INTYG_WALLET_"):
+        env[f"{prefix}ENVIRONMENT"] = "development"
+        env[f"{prefix}PUBLIC_BASE_URL"] = "http://127.0.0.1:9"
+        env[f"{prefix}DATA_DIR"] = str(tmp_path)
+        if prefix != "INTYG_EID_":
+            env[f"{prefix}MASTER_KEY_FILE"] = str(master_key)
+    done = subprocess.run(
+        [sys.executable, "-c", _COLLECTOR_PROBE.format(module=module)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    (threshold_before, frozen_before), (threshold, frozen) = json.loads(done.stdout)
+    assert (threshold_before, frozen_before) == (700, 0)
+    assert threshold == operations.YOUNG_COLLECTION_THRESHOLD and frozen > 10_000
