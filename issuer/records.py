@@ -29,7 +29,7 @@ from intyg import jose, personnummer, schemas, strict_json
 from intyg.web import db
 from intyg.web.crypto_store import CryptoStore, record_aad
 
-from .db import Unit
+from .db import Unit, lock
 from .models import (
     AFRegistration,
     Issuance,
@@ -117,8 +117,11 @@ class PersonIdentity:
 
 
 def load_lookup_secret(unit: db.Session, store: CryptoStore, now: int) -> bytes:
-    """The HMAC key for person lookups; created (sealed) on first start."""
+    """The HMAC key for person lookups; created (sealed) on first start. Replicas starting
+    together wait for each other (start-up lock), so exactly one creates it and every
+    other reads that one instead of failing on its primary key."""
     aad = record_aad("service_secret", LOOKUP_SECRET_NAME)
+    lock(unit, "issuer-lookup-secret")
     row = unit.get(ServiceSecret, LOOKUP_SECRET_NAME)
     if row is None:
         secret = secrets.token_bytes(32)
@@ -723,7 +726,9 @@ def load_sample_data(
     *,
     catalogue: Path = SAMPLE_CATALOGUE,
 ) -> None:
-    """Development: the sample catalogue (MYH) and the schema examples as records."""
+    """Development: the sample catalogue (MYH) and the schema examples as records; one
+    replica at a time (start-up lock), so replicas starting together upsert in turn."""
+    lock(unit, "issuer-sample-data")
     if agency_key == "myh":
         import_catalogue(unit, load_catalogue_file(catalogue), now)
     type_name = "RegistrationCertificate" if agency_key == "af" else "QualificationAttestation"

@@ -35,6 +35,7 @@ from intyg.web import db
 
 from . import dids
 from .app import WalletContext
+from .db import lock
 from .models import KnownVerifier
 
 __all__ = [
@@ -132,7 +133,9 @@ def _entries(document: Any) -> list[Mapping[str, Any]]:
 
 
 def load_registry(ctx: WalletContext) -> int:
-    """Replace ``known_verifiers`` with the file's entries (every replica does the same)."""
+    """Replace ``known_verifiers`` with the file's entries. Every replica does the same, one
+    at a time (start-up lock): a replica replacing the rows while another does would not
+    see the other's new rows and insert its own beside them."""
     path = ctx.settings.verifier_registry_file
     if path is None:
         return 0
@@ -142,6 +145,7 @@ def load_registry(ctx: WalletContext) -> int:
     entries = _entries(strict_json.loads(raw))
     now = ctx.clock()
     with db.session(ctx.engine) as unit:
+        lock(unit, "wallet-verifier-registry")
         unit.execute(sa.delete(KnownVerifier))
         seen: set[str] = set()
         for entry in entries:
