@@ -152,13 +152,7 @@ def test_a_replayed_credential_request_gets_the_transactions_refusal(
 ) -> None:
     written = Spy(monkeypatch, "issued")
     _issue(h)
-    wallet = h.wallet()
-    token = wallet.pre_authorized_token(wallet.resolve_offer(h.offer().link))
-    key = jose.generate_key("ES256")
-    body = {
-        "credential_configuration_id": h.sd_jwt_id,
-        "proofs": {"jwt": [wallet.proof(key, wallet.nonce())]},
-    }
+    wallet, token, _, body = _credential_parts(h)
     url = wallet.url("/credential")
     headers = {**wallet.auth_headers(token, url), "Content-Type": "application/json"}
     content = strict_json.dumps(body).encode()
@@ -340,7 +334,8 @@ def _token_requests(h: Harness, count: int) -> list[tuple[str, dict[str, Any]]]:
     ]
 
 
-def _credential_request(h: Harness) -> tuple[tuple[str, dict[str, Any]], jose.Key]:
+def _credential_parts(h: Harness) -> tuple[Any, Any, jose.Key, dict[str, Any]]:
+    """A wallet with a token for a new offer, a holder key and a credential request body."""
     wallet = h.wallet()
     token = wallet.pre_authorized_token(wallet.resolve_offer(h.offer().link))
     key = jose.generate_key("ES256")
@@ -348,11 +343,17 @@ def _credential_request(h: Harness) -> tuple[tuple[str, dict[str, Any]], jose.Ke
         "credential_configuration_id": h.sd_jwt_id,
         "proofs": {"jwt": [wallet.proof(key, wallet.nonce())]},
     }
+    return wallet, token, key, body
+
+
+def _credential_request(h: Harness) -> tuple[tuple[str, dict[str, Any]], jose.Key]:
+    wallet, token, key, body = _credential_parts(h)
     headers = {
         **wallet.auth_headers(token, wallet.url("/credential")),
         "Content-Type": "application/json",
     }
-    return ("/credential", {"content": strict_json.dumps(body).encode(), "headers": headers}), key
+    sent = {"content": strict_json.dumps(body).encode(), "headers": headers}
+    return ("/credential", sent), key
 
 
 def test_concurrent_requests_share_batches_and_each_get_their_own_answer(
