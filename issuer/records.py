@@ -197,20 +197,38 @@ class PersonVault:
             record_aad("person_identity", key),
         )
         if person is None:
-            person = Person(
-                lookup_key=key,
-                sealed_personal_number=self.store.seal(
-                    digits.encode("ascii"), record_aad("person_number", key)
-                ),
-                sealed_identity=sealed_identity,
-                created_at=now,
-                updated_at=now,
-            )
-        else:
-            person.sealed_identity = sealed_identity
-            person.updated_at = now
+            created = self._create(unit, key, digits, sealed_identity, now)
+            if created is not None:
+                return created
+            # Created by a concurrent unit that committed after our read: refresh that one.
+            person = unit.scalars(sa.select(Person).where(Person.lookup_key == key)).one()
+        person.sealed_identity = sealed_identity
+        person.updated_at = now
         unit.add(person)
         unit.flush()
+        return person
+
+    def _create(
+        self, unit: db.Session, key: str, digits: str, sealed_identity: str, now: int
+    ) -> Person | None:
+        """Insert the person in a savepoint; None (nothing inserted, the unit still usable)
+        when the lookup key was taken concurrently (UNIQUE), e.g. by two back-office calls
+        for one new person at once."""
+        person = Person(
+            lookup_key=key,
+            sealed_personal_number=self.store.seal(
+                digits.encode("ascii"), record_aad("person_number", key)
+            ),
+            sealed_identity=sealed_identity,
+            created_at=now,
+            updated_at=now,
+        )
+        try:
+            with unit.begin_nested():
+                unit.add(person)
+                unit.flush()
+        except sa.exc.IntegrityError:
+            return None
         return person
 
     def identity(self, person: Person | sa.Row[Any]) -> PersonIdentity:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import copy
 import datetime
 import logging
+import threading
+import time
 from typing import Any
 
 import pytest
@@ -525,3 +527,56 @@ def test_no_personal_number_in_audit_rows_or_logs(
     assert "audit credential.revoke" in caplog.text  # the log was captured
     for text in (dump, caplog.text):
         assert number not in text and number[2:8] + "-" + number[8:] not in text
+
+
+def test_one_new_person_upserted_by_two_units_at_once(ctx: IssuerContext) -> None:
+    """Two back-office calls for one new person at once: the second waits for the first's
+    row, then refreshes it instead of failing on the UNIQUE lookup key (PostgreSQL; SQLite's
+    write lock serialises the two units)."""
+    if ctx.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite serialises write units")
+    vault = ctx.person_vault()
+    outcome: list[Any] = []
+
+    def second() -> None:
+        try:
+            with db.session(ctx.engine) as unit:
+                person = vault.upsert(
+                    unit, PERSONAL_NUMBER, given_name="Johanna", family_name="Berg",
+                    birthdate="1981-12-18", now=ctx.clock(),
+                )  # fmt: skip
+                outcome.append(person.id)
+        except Exception as exc:  # reported below
+            outcome.append(exc)
+
+    with db.session(ctx.engine) as first:
+        created = vault.upsert(
+            first, PERSONAL_NUMBER, given_name="Johan", family_name="Berg",
+            birthdate="1981-12-18", now=ctx.clock(),
+        )  # fmt: skip
+        waiting = threading.Thread(target=second)
+        waiting.start()
+        _wait_for_a_lock_wait(ctx.engine)  # the second unit's INSERT waits for this one
+    waiting.join(timeout=30)
+    assert outcome == [created.id]
+    with db.session(ctx.engine, write=False) as unit:
+        people = list(unit.scalars(sa.select(models.Person)))
+        assert [vault.identity(p).given_name for p in people] == ["Johanna"]
+
+
+def _wait_for_a_lock_wait(engine: sa.Engine, seconds: float = 10.0) -> None:
+    deadline = time.monotonic() + seconds
+    with engine.connect() as connection:
+        while time.monotonic() < deadline:
+            waiting = connection.scalar(
+                sa.text(
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                    " AND query LIKE 'INSERT INTO persons %'"
+                )
+            )
+            connection.rollback()
+            if waiting:
+                return
+            time.sleep(0.02)
+    raise AssertionError("the second unit never waited for the first")
