@@ -223,13 +223,7 @@ class PersonVault:
             created_at=now,
             updated_at=now,
         )
-        try:
-            with unit.begin_nested():
-                unit.add(person)
-                unit.flush()
-        except sa.exc.IntegrityError:
-            return None
-        return person
+        return person if db.add_unless_taken(unit, person) else None
 
     def identity(self, person: Person | sa.Row[Any]) -> PersonIdentity:
         number = self.store.open(

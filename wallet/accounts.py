@@ -121,15 +121,17 @@ def account_keyer(ctx: WalletContext) -> AccountKeyer:
 
 
 def account_for(ctx: WalletContext, key: str) -> int:
-    """The account id for an account key; the account is created on first login."""
+    """The account id for an account key; the account is created on first login (two first
+    logins at once: one creates it, the other finds it)."""
     now = ctx.clock()
+    find = sa.select(Account).where(Account.account_key == key)
     with db.session(ctx.engine) as unit:
-        account = unit.scalars(sa.select(Account).where(Account.account_key == key)).first()
+        account = unit.scalars(find).first()
         if account is None:
             account = Account(account_key=key, created_at=now, last_login_at=now)
-            unit.add(account)
-        else:
-            account.last_login_at = now
+            if not db.add_unless_taken(unit, account):
+                account = unit.scalars(find).one()
+        account.last_login_at = now
         unit.flush()
         assert account.id is not None
         return account.id

@@ -44,6 +44,7 @@ __all__ = [
     "DriverConnection",
     "Prepared",
     "Session",
+    "add_unless_taken",
     "consume_once",
     "consume_once_statement",
     "create_engine",
@@ -267,6 +268,21 @@ def transaction(engine: Engine, *, write: bool = True) -> Iterator[sa.Connection
         except BaseException:
             connection.rollback()
             raise
+
+
+def add_unless_taken(unit: Session, row: Any) -> bool:
+    """Insert ``row`` in a savepoint of ``unit``: False (nothing inserted, the unit still
+    usable) when one of its UNIQUE keys was taken by a concurrent unit, which then has
+    committed (PostgreSQL makes the insert wait for it). For read-then-create of rows that
+    two requests may create at once (a new person, a first login): the caller reads the
+    other's row instead of failing."""
+    try:
+        with unit.begin_nested():
+            unit.add(row)
+            unit.flush()
+    except sa.exc.IntegrityError:
+        return False
+    return True
 
 
 def dialect_name(unit: Session | sa.Connection) -> str:

@@ -7,7 +7,6 @@ import copy
 import datetime
 import logging
 import threading
-import time
 from typing import Any
 
 import pytest
@@ -19,6 +18,7 @@ from issuer import audit, models, records
 from issuer import status as issuer_status
 from issuer.app import IssuerContext
 from issuer.settings import IssuerSettings
+from tests.locks import wait_for_lock_wait
 
 PERSONAL_NUMBER = "198112189876"
 EXAMPLES_AF = schemas.example_subjects("RegistrationCertificate")
@@ -556,27 +556,10 @@ def test_one_new_person_upserted_by_two_units_at_once(ctx: IssuerContext) -> Non
         )  # fmt: skip
         waiting = threading.Thread(target=second)
         waiting.start()
-        _wait_for_a_lock_wait(ctx.engine)  # the second unit's INSERT waits for this one
+        # The second unit's INSERT waits for this one to end.
+        wait_for_lock_wait(ctx.engine, "INSERT INTO persons ")
     waiting.join(timeout=30)
     assert outcome == [created.id]
     with db.session(ctx.engine, write=False) as unit:
         people = list(unit.scalars(sa.select(models.Person)))
         assert [vault.identity(p).given_name for p in people] == ["Johanna"]
-
-
-def _wait_for_a_lock_wait(engine: sa.Engine, seconds: float = 10.0) -> None:
-    deadline = time.monotonic() + seconds
-    with engine.connect() as connection:
-        while time.monotonic() < deadline:
-            waiting = connection.scalar(
-                sa.text(
-                    "SELECT count(*) FROM pg_stat_activity"
-                    " WHERE datname = current_database() AND wait_event_type = 'Lock'"
-                    " AND query LIKE 'INSERT INTO persons %'"
-                )
-            )
-            connection.rollback()
-            if waiting:
-                return
-            time.sleep(0.02)
-    raise AssertionError("the second unit never waited for the first")

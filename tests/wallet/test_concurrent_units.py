@@ -1,6 +1,7 @@
-"""Replicas of the wallet starting together on one PostgreSQL database: each loads the
-verifier registry (replace ``known_verifiers``) in turn under a start-up lock, so none fails
-on another's rows (wallet/verifiers.py ``load_registry``)."""
+"""Units of the wallet meeting on one PostgreSQL database: replicas starting together load
+the verifier registry (replace ``known_verifiers``) in turn under a start-up lock
+(wallet/verifiers.py ``load_registry``), and two first logins of one person at once make
+one account (wallet/accounts.py ``account_for``); none fails on another's rows."""
 
 from __future__ import annotations
 
@@ -15,9 +16,11 @@ import sqlalchemy as sa
 
 from intyg.web import db
 from tests.issuer.conftest import POSTGRES_URL, Clock
+from tests.locks import wait_for_lock_wait
 from wallet import verifiers
+from wallet.accounts import account_for
 from wallet.app import build_context, startup
-from wallet.models import KnownVerifier
+from wallet.models import Account, KnownVerifier
 
 from .conftest import make_wallet_settings
 
@@ -68,3 +71,32 @@ def test_replicas_starting_together_load_the_registry_in_turn(
     finally:
         for ctx in contexts:
             ctx.engine.dispose()
+
+
+def test_two_first_logins_at_once_make_one_account(database_url: str, tmp_path: Path) -> None:
+    clock = Clock()
+    ctx = build_context(make_wallet_settings(database_url, tmp_path / "w"), clock=clock)
+    startup(ctx)
+    key = "b" * 64
+    found: list[Any] = []
+
+    def second_login() -> None:
+        try:
+            found.append(account_for(ctx, key))
+        except Exception as exc:  # reported below
+            found.append(exc)
+
+    try:
+        with db.session(ctx.engine) as first:  # the first login, not yet committed
+            account = Account(account_key=key, created_at=clock(), last_login_at=clock())
+            first.add(account)
+            first.flush()
+            login = threading.Thread(target=second_login)
+            login.start()
+            wait_for_lock_wait(ctx.engine, "INSERT INTO accounts ")
+        login.join(timeout=30)
+        assert found == [account.id]
+        with db.session(ctx.engine, write=False) as unit:
+            assert unit.scalar(sa.select(sa.func.count()).select_from(Account)) == 1
+    finally:
+        ctx.engine.dispose()
