@@ -1288,11 +1288,11 @@ def _open_lists(ctx: IssuerContext) -> issuer_status.OpenLists:
 async def _credential_in_one_statement(
     request: Request, body: Any, ctx: IssuerContext, now: int
 ) -> dict[str, Any] | None:
-    """:func:`credential` for the common request (one key proof or a batch, the offer's
-    record, the status list head known, the signing key and ``c_nonce`` key in memory) in
-    one read and one write (issuer/single_statement.py): the same checks, rows and
-    credentials. None when anything is not as usual; nothing is written then, and the
-    transaction answers (with the precise error)."""
+    """:func:`credential` for the common request (one key proof, the offer's record, the
+    status list head known, the signing key and ``c_nonce`` key in memory) in one read and
+    one write (issuer/single_statement.py): the same checks, rows and credential. None when
+    anything is not as usual; nothing is written then, and the transaction answers (with
+    the precise error)."""
     settings = ctx.settings
     active, nonce_key = ctx.keys.cached(), ctx.extras.get("c_nonce_key")
     if active is None or nonce_key is None:
@@ -1344,7 +1344,7 @@ async def _credential_in_one_statement(
     except (oid4vci.OID4VCIError, ProtocolError, records.RecordError):
         return None
     nonce_expires_at = _c_nonce_expiry(nonce_key, c_nonce, now)
-    if not bound or nonce_expires_at is None:
+    if len(bound) != 1 or nonce_expires_at is None:
         return None
     assert c_nonce is not None
     configuration = ctx.agency.configuration(parsed.credential_configuration_id)
@@ -1352,29 +1352,26 @@ async def _credential_in_one_statement(
     head = _open_lists(ctx).get(kind)
     if head is None:
         return None  # the transaction reads (or starts) the list and caches its head
+    allocation = issuer_status.Allocation(
+        kind, head.id, _draw_index(head.size), head.suspension_list_id
+    )
     iat = _day(now)
     exp = _day(records.credential_expiry(settings, subject, now))
     notification_id = oid4vci.new_opaque_value()
+    key, proof_reference = bound[0]
     sign = _sign_sd_jwt_vc if configuration.is_sd_jwt_vc else _sign_vcdm
-    issued: list[str] = []
-    written: list[tuple[dict[str, Any], dict[str, Any]]] = []
-    indices = _draw_indices(head.size, len(bound))
-    if indices is None:
-        return None
-    for (key, proof_reference), idx in zip(bound, indices, strict=True):
-        allocation = issuer_status.Allocation(kind, head.id, idx, head.suspension_list_id)
-        issued.append(sign(ctx, configuration, subject, allocation, key, iat, exp, active))
-        issuance = _issuance(
-            row.person_id, row.record_id, configuration, allocation, active.kid,
-            proof_reference, now, exp, notification_id,
-        )  # fmt: skip
+    issued = sign(ctx, configuration, subject, allocation, key, iat, exp, active)
+    issuance = _issuance(
+        row.person_id, row.record_id, configuration, allocation, active.kid,
+        proof_reference, now, exp, notification_id,
+    )  # fmt: skip
+    try:
         details = _issued_audit(
             access, now, issuance["id"], row.record_id, configuration.id, allocation
         )
-        try:
-            written.append((issuance, audit.checked(**details)))
-        except audit.AuditError:
-            return None
+        entry = audit.checked(**details)
+    except audit.AuditError:
+        return None
     jti = None
     if proof is not None:
         jti = (DPOP_REPLAY, digest(dpop_replay_jti(proof)), now + settings.jti_ttl)
@@ -1382,31 +1379,19 @@ async def _credential_in_one_statement(
     result = await _write(
         ctx,
         single_statement.issue(
-            now=now, jti=jti, nonce=(digest(c_nonce), nonce_expires_at), credentials=written
+            now=now,
+            jti=jti,
+            nonce=(digest(c_nonce), nonce_expires_at),
+            issuance=issuance,
+            audit=entry,
         ),
     )
-    ids = single_statement.issued(result)
-    if ids is None or len(ids) != len(written):
-        return None  # jti or c_nonce seen before, a status index taken: nothing written
+    if single_statement.issued(result) is None:
+        return None  # jti or c_nonce seen before, the status index taken: nothing written
     crash_point("issuer.credential.committed", development=settings.is_development)
-    for _, entry in written:
-        audit.written(entry)
-    metrics.ISSUANCES.labels(configuration.id, configuration.format).inc(len(issued))
-    return oid4vci.credential_response(issued, notification_id)
-
-
-def _draw_indices(size: int, count: int) -> list[int] | None:
-    """``count`` distinct random indices of a status list of ``size`` (issuer/status.py), or
-    None when a few draws do not give them (a list nearly too small: the transaction
-    allocates then)."""
-    drawn: list[int] = []
-    for _ in range(8 * count):
-        idx = _draw_index(size)
-        if idx not in drawn:
-            drawn.append(idx)
-            if len(drawn) == count:
-                return drawn
-    return None
+    audit.written(entry)
+    metrics.ISSUANCES.labels(configuration.id, configuration.format).inc()
+    return oid4vci.credential_response([issued], notification_id)
 
 
 def _issued_audit(

@@ -1,37 +1,39 @@
-"""PostgreSQL: the writes of concurrent common token and credential requests, one statement
-per kind.
+"""PostgreSQL: the common token and credential requests in one statement each, in autocommit.
 
 The OpenID4VCI endpoints (``issuer/oid4vci.py``) run every request through a transaction of
 several statements, on SQLite and PostgreSQL alike. On PostgreSQL the common request (pre-
-authorized code without ``tx_code`` at ``/token``; key proofs for an offer's record at
-``/credential``) first takes this shorter way, on the event loop: its token is read with
-those of concurrent requests in one ``= ANY`` lookup (:func:`read_tokens`), and what it
-writes is an :class:`Item` that a group commit (:class:`intyg.web.batching.Batcher`) writes
-with the items of concurrent requests (:func:`write`): one statement of data-modifying CTEs
-per kind over all the batch's rows (one JSON parameter unpacked by ``json_to_recordset``),
-both kinds in one transaction of one round trip
-(:meth:`intyg.web.db.DriverConnection.execute_together`).
+authorized code without ``tx_code`` at ``/token``; one key proof for an offer's record at
+``/credential``) first takes this shorter way: what it writes goes in *one* statement of
+data-modifying CTEs, sent on a pooled connection in autocommit mode
+(:func:`intyg.web.db.driver_connection`), so the request costs one commit and one or two round
+trips instead of a BEGIN, 3-7 statements and a COMMIT.
 
-A statement is atomic, and every check that depends on the database is part of it, per
-request:
+One statement is one transaction, so everything it writes commits together or not at all
+(I1: issuance row, status entry, audit entry and the consumed ``c_nonce`` at once). Every
+check that depends on the database is part of the statement:
 
 - ``/token``: the offer is redeemed by the same ``UPDATE ... WHERE used_at IS NULL`` as the
   transaction (row lock, re-check under READ COMMITTED: one winner), and only if the DPoP
   proof's ``jti`` is not in the replay cache; the ``jti`` and the access token are inserted
   from the redeemed row, so nothing is written unless the offer was redeemed.
-- ``/credential``: the ``jti`` and the ``c_nonce`` marker must be new and none of the
-  request's status indices taken (``NOT EXISTS``), else nothing of the request is written
-  (I1: issuance rows, status entries, audit entries and the consumed ``c_nonce`` at once).
-  They are inserted with plain INSERTs, so a key written concurrently after the statement's
-  snapshot, or twice in one batch (a replay), makes the statement fail on its UNIQUE key
-  (``IntegrityError``): nothing is written, and the batch's items are then written one by
-  one (:func:`intyg.web.batching.isolating`). The issuance rows keep their UNIQUE
-  ``proof_hash``.
+- ``/credential``: the ``jti``, the ``c_nonce`` marker and the status entry must all be new
+  (``NOT EXISTS``), else nothing is written; they are inserted with plain INSERTs, so one
+  written concurrently after the statement's snapshot makes the statement fail on its
+  UNIQUE key (``IntegrityError``) and nothing is written either. The issuance row keeps
+  its UNIQUE ``proof_hash``.
 
-When nothing is written for a request, the endpoint runs its usual transaction from the
-start, which refuses the request with the precise error or, after a status index
-collision, issues it with other indices. So the answers are the transaction's own; this
-module only decides when one statement is enough.
+When the statement writes nothing (or fails on a UNIQUE key), the endpoint runs its usual
+transaction from the start, which refuses the request with the precise error or, after a
+status index collision, issues it with another index. So the answers are the transaction's
+own; this module only decides when one statement is enough.
+
+The endpoints run on the event loop and hand these statements to a group commit
+(:class:`intyg.web.batching.Batcher`): the statements of concurrent requests go to the
+database together, reads as one ``= ANY`` lookup (:func:`read_tokens`), writes in one
+transaction of one round trip (:meth:`intyg.web.db.DriverConnection.execute_together`). Each
+statement keeps its own checks, so within a batch a later statement sees what an earlier one
+wrote (a replay in the same batch writes nothing); a statement that fails fails the batch,
+whose items are then written one by one (:func:`intyg.web.batching.isolating`).
 """
 
 from __future__ import annotations
@@ -209,38 +211,29 @@ def read_tokens(
 
 
 _CREDENTIAL_INPUT = _INPUT.format(
-    columns="n INTEGER, k INTEGER, now BIGINT, jti_kind TEXT, jti_hash TEXT, "
-    "jti_expires_at BIGINT, nonce_hash TEXT, nonce_expires_at BIGINT, id TEXT, "
-    "person_id INTEGER, record_id INTEGER, configuration_id TEXT, format TEXT, "
-    "status_list_id INTEGER, status_idx INTEGER, kid TEXT, proof_hash TEXT, "
-    "notification_id TEXT, issued_at BIGINT, expires_at BIGINT, status TEXT, actor TEXT, "
-    "action TEXT, subject TEXT, details TEXT"
+    columns="n INTEGER, now BIGINT, jti_kind TEXT, jti_hash TEXT, jti_expires_at BIGINT, "
+    "nonce_hash TEXT, nonce_expires_at BIGINT, id TEXT, person_id INTEGER, record_id INTEGER, "
+    "configuration_id TEXT, format TEXT, status_list_id INTEGER, status_idx INTEGER, kid TEXT, "
+    "proof_hash TEXT, notification_id TEXT, issued_at BIGINT, expires_at BIGINT, status TEXT, "
+    "actor TEXT, action TEXT, subject TEXT, details TEXT"
 )
-# One input row per credential: ``n`` is the request, ``k`` the credential within it (its
-# DPoP ``jti`` and ``c_nonce`` are checked and written with ``k = 0``). A request is written
-# whole or not at all: ``ok`` keeps the requests whose ``jti`` and ``c_nonce`` are new and
-# none of whose status indices is taken.
 _ISSUE = f"""
-WITH {_CREDENTIAL_INPUT}, ok AS (
-    SELECT i.n FROM input i
-    WHERE i.k = 0 AND {_JTI_FREE}
+WITH {_CREDENTIAL_INPUT}, go AS MATERIALIZED (
+    SELECT i.* FROM input i
+    WHERE {_JTI_FREE}
       AND NOT EXISTS (SELECT 1 FROM c_nonces c
                       WHERE c.nonce_hash = ANY(CAST(:nonce_hashes AS TEXT[]))
                         AND c.nonce_hash = i.nonce_hash)
-    EXCEPT
-    SELECT i.n FROM input i
-    WHERE EXISTS (SELECT 1 FROM status_entries s
-                  WHERE s.status_list_id = ANY(CAST(:status_list_ids AS INTEGER[]))
-                    AND s.idx = ANY(CAST(:status_idxs AS INTEGER[]))
-                    AND s.status_list_id = i.status_list_id AND s.idx = i.status_idx)
-), go AS MATERIALIZED (
-    SELECT i.* FROM input i WHERE i.n IN (SELECT n FROM ok)
+      AND NOT EXISTS (SELECT 1 FROM status_entries s
+                      WHERE s.status_list_id = ANY(CAST(:status_list_ids AS INTEGER[]))
+                        AND s.idx = ANY(CAST(:status_idxs AS INTEGER[]))
+                        AND s.status_list_id = i.status_list_id AND s.idx = i.status_idx)
 ), jti AS (
     INSERT INTO jti_replay_cache (kind, jti_hash, expires_at)
-    SELECT jti_kind, jti_hash, jti_expires_at FROM go WHERE k = 0 AND jti_hash IS NOT NULL
+    SELECT jti_kind, jti_hash, jti_expires_at FROM go WHERE jti_hash IS NOT NULL
 ), nonce AS (
     INSERT INTO c_nonces (nonce_hash, created_at, expires_at, used_at)
-    SELECT nonce_hash, now, nonce_expires_at, now FROM go WHERE k = 0
+    SELECT nonce_hash, now, nonce_expires_at, now FROM go
 ), entry AS (
     INSERT INTO status_entries (status_list_id, idx, allocated_at)
     SELECT status_list_id, status_idx, now FROM go
@@ -256,7 +249,7 @@ WITH {_CREDENTIAL_INPUT}, ok AS (
     SELECT now, actor, action, subject, CAST(details AS JSON) FROM go
     RETURNING id, subject
 )
-SELECT go.n, audit.id FROM go JOIN audit ON audit.subject = go.subject ORDER BY go.n, go.k
+SELECT go.n, audit.id FROM go JOIN audit ON audit.subject = go.subject
 """  # noqa: S608
 
 
@@ -265,43 +258,38 @@ def issue(
     now: int,
     jti: tuple[str, str, int] | None,
     nonce: tuple[str, int],
-    credentials: Sequence[tuple[dict[str, Any], dict[str, Any]]],
+    issuance: dict[str, Any],
+    audit: dict[str, Any],
 ) -> Item:
-    """Record the credentials of one request: the DPoP ``jti`` (``(kind, digest,
-    expires_at)``, if any) and the ``c_nonce`` marker (``(digest, expires_at)``) once, then
-    per credential (``(issuance, audit)``: the columns of
-    :func:`issuer.records.record_issuance` with ``id``, and the checked values of
-    :func:`issuer.audit.append`, its ``subject`` unique to the issuance) the status entry,
-    the issuance row and the audit entry; all or nothing (:func:`write`; :func:`issued`
+    """Record one credential: the DPoP ``jti`` (``(kind, digest, expires_at)``, if any), the
+    ``c_nonce`` marker (``(digest, expires_at)``), the status entry and the issuance row
+    (``issuance``: the columns of :func:`issuer.records.record_issuance` with ``id``) and
+    the audit entry (``audit``: checked values of :func:`issuer.audit.append`, its
+    ``subject`` unique to the issuance), all or nothing (:func:`write`; :func:`issued`
     reads its result)."""
     jti_kind, jti_hash, jti_expires_at = jti or (None, None, None)
-    request = {
-        "now": now,
-        "jti_kind": jti_kind,
-        "jti_hash": jti_hash,
-        "jti_expires_at": jti_expires_at,
-        "nonce_hash": nonce[0],
-        "nonce_expires_at": nonce[1],
-    }
-    rows = [
+    return Item(
+        _CREDENTIAL,
         {
-            **request,
-            "k": k,
+            "now": now,
+            "jti_kind": jti_kind,
+            "jti_hash": jti_hash,
+            "jti_expires_at": jti_expires_at,
+            "nonce_hash": nonce[0],
+            "nonce_expires_at": nonce[1],
             **issuance,
             "actor": audit["actor"],
             "action": audit["action"],
             "subject": audit["subject"],
             "details": strict_json.dumps(audit["details"]),
-        }
-        for k, (issuance, audit) in enumerate(credentials)
-    ]
-    return Item(_CREDENTIAL, {"rows": rows})
+        },
+    )
 
 
-def issued(result: tuple[Any, ...] | None) -> tuple[int, ...] | None:
-    """An :func:`issue` item's result: the audit entries' ids, one per credential, or None
-    when nothing was written (``jti`` or ``c_nonce`` seen before, a status index taken)."""
-    return result if result else None
+def issued(result: tuple[Any, ...] | None) -> int | None:
+    """An :func:`issue` item's result: the audit entry's id, or None when nothing was
+    written (``jti`` or ``c_nonce`` seen before, the status index taken)."""
+    return result[0] if result is not None else None
 
 
 # -- writing a batch -------------------------------------------------------------------------
@@ -336,16 +324,10 @@ def write(connection: db.DriverConnection, items: Sequence[Item]) -> list[tuple[
     a UNIQUE key taken concurrently, or twice in the batch) writes nothing at all."""
     groups: dict[str, list[dict[str, Any]]] = {}
     for n, item in enumerate(items):
-        rows = item.values["rows"] if item.kind == _CREDENTIAL else [item.values]
-        groups.setdefault(item.kind, []).extend({"n": n, **row} for row in rows)
+        groups.setdefault(item.kind, []).append({"n": n, **item.values})
     statements = [_statement(kind, rows) for kind, rows in groups.items()]
     results: list[tuple[Any, ...] | None] = [None] * len(items)
-    for (kind, _), rows in zip(
-        groups.items(), connection.execute_together(statements), strict=True
-    ):
-        for n, *values in rows:
-            if kind == _CREDENTIAL:  # one audit id per credential, in order
-                results[n] = (*(results[n] or ()), *values)
-            else:
-                results[n] = tuple(values)
+    for rows in connection.execute_together(statements):
+        for n, *result in rows:
+            results[n] = tuple(result)
     return results

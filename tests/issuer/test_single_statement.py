@@ -92,7 +92,7 @@ def test_common_requests_take_one_statement_and_write_the_same_rows(
     verified = verify_sd_jwt_vc(h, credential, holder)
     assert verified.claims["given_name"]
     issued = [e for e in _rows(h, AuditEntry) if e.action == "credential.issued"]
-    assert len(issued) == 2 and written.results[-1] == (issued[-1].id,)
+    assert len(issued) == 2 and issued[-1].id == written.results[-1]
     # The same entry as the transaction's, references only.
     assert issued[0].details.keys() == issued[1].details.keys()
     assert issued[1].actor == issued[0].actor and issued[1].subject.startswith("issuance:")
@@ -261,7 +261,8 @@ def test_the_issuance_statement_writes_all_or_nothing(h: Harness) -> None:
             now=now,
             jti=("dpop", digest("a fresh jti"), now + 60),
             nonce=(digest("a fresh nonce"), now + 60),
-            credentials=[(issuance, audit)],
+            issuance=issuance,
+            audit=audit,
         )
         # A token request's write in the same batch: one transaction, so it is not written
         # either (the offer stays unused).
@@ -415,8 +416,7 @@ def test_a_statement_that_fails_fails_alone(h: Harness, monkeypatch: pytest.Monk
     def issue_one_taken(**values: Any) -> Any:
         calls.append(1)
         if len(calls) == 3:  # this statement reuses a proof hash: UNIQUE violation
-            ((issuance, audit),) = values["credentials"]
-            values["credentials"] = [({**issuance, "proof_hash": taken.proof_hash}, audit)]
+            values["issuance"] = {**values["issuance"], "proof_hash": taken.proof_hash}
         return real(**values)
 
     requests = [_credential_request(h)[0] for _ in range(5)]
@@ -428,81 +428,3 @@ def test_a_statement_that_fails_fails_alone(h: Harness, monkeypatch: pytest.Monk
     assert batches.sizes[0] > 1 and batches.sizes[-3:] == [1, 1, 1], batches.sizes
     assert len([r for r in written.results if r is not None]) == 4  # the fifth: transaction
     assert h.counts()["issuances"] == counts["issuances"] + 5
-
-
-# -- batch requests (several key proofs) ------------------------------------------------------
-
-
-def _batch_request(h: Harness, count: int) -> tuple[tuple[str, dict[str, Any]], list[jose.Key]]:
-    wallet = h.wallet()
-    token = wallet.pre_authorized_token(wallet.resolve_offer(h.offer().link))
-    keys = [jose.generate_key("ES256") for _ in range(count)]
-    c_nonce = wallet.nonce()
-    body = {
-        "credential_configuration_id": h.sd_jwt_id,
-        "proofs": {"jwt": [wallet.proof(key, c_nonce) for key in keys]},
-    }
-    headers = {
-        **wallet.auth_headers(token, wallet.url("/credential")),
-        "Content-Type": "application/json",
-    }
-    return ("/credential", {"content": strict_json.dumps(body).encode(), "headers": headers}), keys
-
-
-def test_a_batch_request_takes_one_statement(h: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Three key proofs: three credentials, status entries, issuance rows and audit entries,
-    one c_nonce marker, in the one statement."""
-    _issue(h)
-    (path, sent), keys = _batch_request(h, 3)
-    written = Spy(monkeypatch, "issued")
-    counts = h.counts()
-    answer = h.client.post(path, **sent)
-    assert answer.status_code == 200, answer.text
-    ids = written.results[-1]
-    assert ids is not None and len(ids) == 3
-    credentials = [c["credential"] for c in answer.json()["credentials"]]
-    indices = set()
-    for credential, key in zip(credentials, keys, strict=True):
-        assert verify_sd_jwt_vc(h, credential, key).claims["given_name"]
-        indices.add(sdjwt.parse(credential).jws.claims()["status"]["status_list"]["idx"])
-    assert len(indices) == 3
-    after = h.counts()
-    assert {k: after[k] - counts[k] for k in after} == {
-        "issuances": 3,
-        "status_entries": 3,
-        "access_tokens": 0,
-        "used_nonces": 1,
-        "used_offers": 0,
-        "audit": 3,
-    }
-    issued = [e for e in _rows(h, AuditEntry) if e.action == "credential.issued"]
-    assert tuple(e.id for e in issued[-3:]) == ids
-
-
-def test_a_batch_with_one_taken_index_is_issued_whole_by_the_transaction(
-    h: Harness, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """All or nothing per request: one of three drawn indices is taken, so the statement
-    writes none of the three; the transaction issues all three with indices of its own."""
-    _issue(h)
-    head = issuer_oid4vci._open_lists(h.ctx).get("tsl")
-    assert head is not None
-    with db.session(h.ctx.engine) as unit:
-        unit.add(StatusEntry(status_list_id=head.id, idx=1, allocated_at=h.clock()))
-    draws = iter([5, 1, 7])
-    monkeypatch.setattr(issuer_oid4vci, "_draw_index", lambda size: next(draws))
-    (path, sent), _ = _batch_request(h, 3)
-    written = Spy(monkeypatch, "issued")
-    counts = h.counts()
-    answer = h.client.post(path, **sent)
-    assert answer.status_code == 200, answer.text
-    assert written.results == [None]
-    indices = {
-        sdjwt.parse(c["credential"]).jws.claims()["status"]["status_list"]["idx"]
-        for c in answer.json()["credentials"]
-    }
-    assert len(indices) == 3 and 1 not in indices
-    after = h.counts()
-    assert after["issuances"] == counts["issuances"] + 3
-    assert after["status_entries"] == counts["status_entries"] + 3
-    assert after["used_nonces"] == counts["used_nonces"] + 1
