@@ -28,7 +28,6 @@ from contextvars import copy_context
 from typing import Annotated, Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-import anyio.to_thread
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
@@ -329,15 +328,23 @@ def _redeem_statement(dialect: Any) -> db.Prepared:
 _REDEEM_NONCE = {"postgresql": _redeem_statement(postgresql), "sqlite": _redeem_statement(sqlite)}
 
 
+def _cached_nonce_key(ctx: IssuerContext) -> bytes | None:
+    """The ``c_nonce`` MAC key if this process has derived it (no database), else None."""
+    return ctx.extras.get(_NONCE_KEY)  # type: ignore[no-any-return]
+
+
 def _nonce_key(ctx: IssuerContext) -> bytes:
     """The ``c_nonce`` MAC key, derived once per process; call it outside a transaction (the
     first call reads the sealed secret on a connection of its own)."""
-    key = ctx.extras.get("c_nonce_key")
+    key = _cached_nonce_key(ctx)
     if key is None:
         with db.session(ctx.engine) as unit:
             secret = records.load_lookup_secret(unit, ctx.store, _now(ctx))
-        key = ctx.extras["c_nonce_key"] = hmac.new(secret, _NONCE_KEY_LABEL, "sha256").digest()
-    return key  # type: ignore[no-any-return]
+        key = ctx.extras[_NONCE_KEY] = hmac.new(secret, _NONCE_KEY_LABEL, "sha256").digest()
+    return key
+
+
+_NONCE_KEY = "c_nonce_key"  # in ctx.extras
 
 
 def _nonce_mac(key: bytes, body: bytes) -> bytes:
@@ -386,12 +393,10 @@ async def nonce(request: FastRequest) -> FastReply:
     A body, if any, is not read as anything (§7.1 defines none)."""
     ctx: IssuerContext = request.scope["app"].state.issuer
     now = _now(ctx)
-    key = ctx.extras.get("c_nonce_key")
-    if key is None:
-        key = await anyio.to_thread.run_sync(_nonce_key, ctx)
+    key = _cached_nonce_key(ctx) or await _in_thread(ctx, _nonce_key, ctx)
     c_nonce = _new_c_nonce(key, now + ctx.settings.c_nonce_ttl)
     if sweep_due():
-        await anyio.to_thread.run_sync(maybe_sweep, ctx, now)
+        await _in_thread(ctx, maybe_sweep, ctx, now)
     return FastReply(oid4vci.nonce_response(c_nonce))
 
 
@@ -1294,7 +1299,7 @@ async def _credential_in_one_statement(
     anything is not as usual; nothing is written then, and the transaction answers (with
     the precise error)."""
     settings = ctx.settings
-    active, nonce_key = ctx.keys.cached(), ctx.extras.get("c_nonce_key")
+    active, nonce_key = ctx.keys.cached(), _cached_nonce_key(ctx)
     if active is None or nonce_key is None:
         return None  # the transaction reads them (in its thread) for the requests after it
     try:
